@@ -1,0 +1,86 @@
+//! # ekey-verifier
+//!
+//! Verifies ekey capability tokens ("E-Keys"): short-lived JWS tokens that say
+//! who may do one action, how many times, bound to the client's DPoP key
+//! (RFC 9449) or mTLS certificate (RFC 8705). A [`Verifier`] checks, cheapest
+//! first and trusting nothing before its signature is checked:
+//!
+//! 1. size and shape of the token, `alg` allow-list, `typ: ekey+jwt`, `kid`;
+//!    `jku`/`x5u`/`jwk`/`x5c` and any `crit` refused, duplicate JSON members refused;
+//! 2. the key by `kid` from a [`KeySource`] ([`StaticKeys`], [`HttpJwks`]);
+//! 3. signature, then `iss`, `aud`, `exp`/`nbf`/`iat` with leeway, TTL cap;
+//! 4. the binding: DPoP proof ([`ProofVerifier`]) or client certificate;
+//! 5. the capability: method and path against `cap.action` / `cap.subcap`;
+//! 6. one atomic [`UsageStore::consume`]: proof replay, usage limit, revocation.
+//!
+//! The result is a [`VerifiedCapability`] or a [`Rejection`] that knows its HTTP
+//! answer (401 + `WWW-Authenticate: DPoP …`, 403, or 503 + `Retry-After`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ekey_verifier::{HttpJwks, HttpJwksSettings, MemoryStore, PresentedRequest, Verifier, VerifierSettings};
+//!
+//! let keys = HttpJwks::new(HttpJwksSettings::new("http://127.0.0.1:8080/.well-known/jwks.json"))?;
+//! let verifier = Verifier::new(
+//!     VerifierSettings::new("http://127.0.0.1:8080", "https://api.example.com"),
+//!     Arc::new(keys),
+//!     Arc::new(MemoryStore::default()),
+//! );
+//! let request = PresentedRequest {
+//!     method: "POST",
+//!     url: "https://api.example.com/payments/42",
+//!     authorization: Some("DPoP eyJ…"),
+//!     dpop: &["eyJ…"],
+//!     peer_certificate: None,
+//! };
+//! match verifier.verify(&request).await {
+//!     Ok(cap) => println!("{} may {} ({} uses left)", cap.sub, cap.action, cap.remaining),
+//!     Err(rejection) => println!("refused: {}", verifier.reject(&rejection).status()),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod capability;
+mod claims;
+pub mod client;
+mod clock;
+pub mod dangerous;
+mod dpop;
+mod error;
+mod htu;
+mod jose;
+mod keys;
+mod nonce;
+mod store;
+mod token;
+mod verifier;
+
+pub use crate::capability::{ActionError, ActionPattern};
+pub use crate::claims::{Audience, Capability, Claims, ClaimsError, Confirmation, MAX_LIMIT, MAX_NUMERIC_DATE, MAX_TTL_SECS};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier, VerifiedProof};
+pub use crate::error::{Rejection, RETRY_AFTER_SECS};
+pub use crate::htu::{normalize_htu, HtuError};
+pub use crate::jose::alg::{Algorithm, UnknownAlgorithm};
+pub use crate::jose::b64::{encode as b64_encode, sha256_b64};
+pub use crate::jose::json::JsonError;
+pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk};
+pub use crate::jose::jws::JwsError;
+pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
+#[cfg(feature = "http-jwks")]
+pub use crate::keys::{HttpJwks, HttpJwksSettings};
+pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
+pub use crate::nonce::{NonceConfigError, NonceSource};
+pub use crate::store::{ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore};
+pub use crate::token::{TokenError, TokenSettings};
+pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

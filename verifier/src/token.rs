@@ -1,0 +1,197 @@
+//! Token verification: from an untrusted compact JWS to checked [`Claims`].
+
+use crate::claims::{Claims, ClaimsError, MAX_TTL_SECS};
+use crate::jose::alg::Algorithm;
+use crate::jose::json;
+use crate::jose::jws::{Compact, JwsError};
+use crate::keys::{KeySource, KeySourceError};
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Token checks. Every field documents its default.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The issuer URL, compared exactly with `iss`. No default: required.
+    pub issuer: String,
+    /// Audiences this service answers to; `aud` must name one. No default: required.
+    pub audiences: Vec<String>,
+    /// Token algorithms accepted. Defaults to ES256, ES384, EdDSA, PS256.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds. Defaults to 5.
+    pub leeway: u32,
+    /// Longest lifetime (`exp - iat`) accepted, in seconds. Defaults to 300, the hard cap.
+    pub max_ttl: u32,
+    /// Longest token accepted, in bytes. Defaults to 8192.
+    pub max_len: usize,
+    /// Verified tokens remembered (by hash) so a reused token skips its
+    /// signature check until it expires. Defaults to 100 000; 0 disables.
+    pub cache_capacity: usize,
+}
+
+impl TokenSettings {
+    /// Settings with the defaults for `issuer` and one audience.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            algorithms: vec![Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::PS256],
+            leeway: 5,
+            max_ttl: MAX_TTL_SECS as u32,
+            max_len: 8192,
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+/// Why a token was refused. All map to `invalid_token` except
+/// [`TokenError::KeysUnavailable`] (503: we cannot tell).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a well-formed compact JWS with an acceptable header.
+    #[error("malformed token: {0}")]
+    Malformed(#[from] JwsError),
+    /// `alg` not in the allow-list.
+    #[error("token alg not allowed")]
+    Algorithm,
+    /// No `kid`, or no key with that `kid`.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The issuer's keys cannot be had right now.
+    #[error("issuer keys unavailable: {0}")]
+    KeysUnavailable(String),
+    /// The signature does not verify.
+    #[error("token signature invalid")]
+    Signature,
+    /// The claims are malformed or out of bounds.
+    #[error(transparent)]
+    Claims(#[from] ClaimsError),
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    Issuer,
+    /// `aud` names none of this service's audiences.
+    #[error("wrong audience")]
+    Audience,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `exp - iat` exceeds the cap.
+    #[error("token lifetime exceeds the cap")]
+    TtlTooLong,
+    /// Presented with the wrong scheme or without the proof its `cnf` requires.
+    #[error("{0}")]
+    Binding(&'static str),
+    /// The usage limit is spent.
+    #[error("usage limit reached")]
+    Exhausted,
+    /// The token was revoked.
+    #[error("token revoked")]
+    Revoked,
+}
+
+/// Verifies tokens' signatures and claims, remembering verified tokens.
+#[derive(Debug)]
+pub(crate) struct TokenVerifier {
+    settings: TokenSettings,
+    keys: Arc<dyn KeySource>,
+    cache: DashMap<[u8; 32], Arc<Claims>>,
+    last_sweep: AtomicI64,
+}
+
+impl TokenVerifier {
+    pub(crate) fn new(settings: TokenSettings, keys: Arc<dyn KeySource>) -> Self {
+        Self { settings, keys, cache: DashMap::new(), last_sweep: AtomicI64::new(i64::MIN) }
+    }
+
+    pub(crate) fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// Signature (or cache hit) and then every claim check against `now`.
+    pub(crate) async fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > self.settings.max_len {
+            return Err(JwsError::TooLarge(self.settings.max_len).into());
+        }
+        let digest = openssl::sha::sha256(token.as_bytes());
+        let cached = self.cache.get(&digest).map(|c| Arc::clone(&c));
+        let claims = match cached {
+            Some(c) => c,
+            None => {
+                let claims = Arc::new(self.verify_signature(token).await?);
+                self.check_static(&claims)?;
+                self.remember(digest, &claims, now);
+                claims
+            }
+        };
+        self.check_time(&claims, now)?;
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
+        let jws = Compact::parse(token, self.settings.max_len)?;
+        jws.header.refuse(false)?;
+        jws.header.require_typ("ekey+jwt")?;
+        let alg: Algorithm = jws.header.alg.parse().map_err(|_| TokenError::Algorithm)?;
+        if !self.settings.algorithms.contains(&alg) {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = jws.header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.key(kid, alg).await.map_err(|e| match e {
+            KeySourceError::UnknownKid | KeySourceError::Key(_) => TokenError::UnknownKey,
+            KeySourceError::Unavailable(why) => TokenError::KeysUnavailable(why),
+        })?;
+        if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
+            return Err(TokenError::Signature);
+        }
+        let payload = jws.payload()?;
+        let claims: Claims = json::from_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
+        claims.check_shape()?;
+        Ok(claims)
+    }
+
+    /// Checks that do not depend on time, done once per distinct token.
+    fn check_static(&self, c: &Claims) -> Result<(), TokenError> {
+        if c.iss != self.settings.issuer {
+            return Err(TokenError::Issuer);
+        }
+        if !self.settings.audiences.iter().any(|a| c.aud.contains(a)) {
+            return Err(TokenError::Audience);
+        }
+        if c.ttl() > i64::from(self.settings.max_ttl).min(MAX_TTL_SECS) {
+            return Err(TokenError::TtlTooLong);
+        }
+        Ok(())
+    }
+
+    fn check_time(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
+        let leeway = i64::from(self.settings.leeway);
+        if now >= c.exp + leeway {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf > now + leeway || c.iat > now + leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &Arc<Claims>, now: i64) {
+        let cap = self.settings.cache_capacity;
+        if cap == 0 {
+            return;
+        }
+        // When full, sweep out expired tokens at most once a second, so a
+        // cache full of live tokens costs nothing but a missed insert.
+        if self.cache.len() >= cap && self.last_sweep.swap(now, Ordering::Relaxed) != now {
+            let leeway = i64::from(self.settings.leeway);
+            self.cache.retain(|_, c| now < c.exp + leeway);
+        }
+        if self.cache.len() >= cap {
+            return;
+        }
+        self.cache.insert(digest, Arc::clone(claims));
+    }
+}

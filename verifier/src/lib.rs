@@ -77,6 +77,7 @@ pub use crate::jose::json::JsonError;
 pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk};
 pub use crate::jose::jws::JwsError;
 pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
+pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsError, VerifiedJws};
 #[cfg(feature = "http-jwks")]
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};

@@ -10,3 +10,4 @@ pub(crate) mod json;
 pub(crate) mod jwk;
 pub(crate) mod jws;
 pub(crate) mod key;
+pub(crate) mod verify;

@@ -36,7 +36,10 @@ impl<'a> ActionPattern<'a> {
         let rest = path.strip_prefix('/').ok_or(ActionError("path must start with '/'"))?;
         let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
         for s in &segments {
-            if s.is_empty() || *s == ":" || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'?' || b == b'#') {
+            if s.is_empty()
+                || *s == ":"
+                || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'?' || b == b'#')
+            {
                 return Err(ActionError("empty or invalid path segment"));
             }
         }

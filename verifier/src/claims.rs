@@ -60,7 +60,9 @@ impl<'de> Deserialize<'de> for Confirmation {
         match RawCnf::deserialize(d)? {
             RawCnf { jkt: Some(j), x5t_s256: None } => Ok(Self::Jkt(j)),
             RawCnf { jkt: None, x5t_s256: Some(x) } => Ok(Self::X5tS256(x)),
-            RawCnf { jkt: Some(_), x5t_s256: Some(_) } => Err(serde::de::Error::custom("cnf has both jkt and x5t#S256")),
+            RawCnf { jkt: Some(_), x5t_s256: Some(_) } => {
+                Err(serde::de::Error::custom("cnf has both jkt and x5t#S256"))
+            }
             RawCnf { jkt: None, x5t_s256: None } => Err(serde::de::Error::custom("cnf has neither jkt nor x5t#S256")),
         }
     }

@@ -42,7 +42,14 @@ impl DpopKey {
 
     /// A proof for one request with a fresh random `jti`. `access_token` sets
     /// `ath` (omit it at the token endpoint); `nonce` echoes a server nonce.
-    pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>, nonce: Option<&str>, iat: i64) -> Result<String, KeyError> {
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+        iat: i64,
+    ) -> Result<String, KeyError> {
         let mut jti = [0u8; 16];
         openssl::rand::rand_bytes(&mut jti).map_err(|e| KeyError::Invalid(e.to_string()))?;
         let mut claims = json!({ "jti": b64::encode(jti), "htm": method, "htu": url, "iat": iat });
@@ -58,7 +65,8 @@ impl DpopKey {
     /// Signs arbitrary proof claims with a correct `dpop+jwt` header (tests and
     /// conformance vectors build malformed proofs with this).
     pub fn sign_proof(&self, claims: &serde_json::Value) -> Result<String, KeyError> {
-        let header = json!({ "typ": "dpop+jwt", "alg": self.key.algorithm().as_str(), "jwk": self.key.public_jwk().to_json() });
+        let header =
+            json!({ "typ": "dpop+jwt", "alg": self.key.algorithm().as_str(), "jwk": self.key.public_jwk().to_json() });
         self.sign_compact(&header, claims)
     }
 

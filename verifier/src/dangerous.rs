@@ -14,7 +14,8 @@ pub fn decode_unverified(jws: &str) -> Result<(Value, Value), JwsError> {
     };
     let decode = |s: &str, what: &'static str| -> Result<Value, JwsError> {
         let bytes = b64::decode(s).ok_or(JwsError::Encoding(what))?;
-        serde_json::from_slice(&bytes).map_err(|e| JwsError::Header(crate::jose::json::JsonError::Malformed(e.to_string())))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| JwsError::Header(crate::jose::json::JsonError::Malformed(e.to_string())))
     };
     Ok((decode(h, "header")?, decode(p, "payload")?))
 }

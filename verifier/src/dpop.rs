@@ -177,11 +177,17 @@ impl ProofVerifier {
             return Err(ProofError::Signature);
         }
         let payload = jws.payload()?;
-        let claims: ProofClaims = json::from_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
+        let claims: ProofClaims =
+            json::from_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
         self.check_claims(claims, jwk, expect)
     }
 
-    fn check_claims(&self, c: ProofClaims, jwk: PublicJwk, expect: &ProofExpectations<'_>) -> Result<VerifiedProof, ProofError> {
+    fn check_claims(
+        &self,
+        c: ProofClaims,
+        jwk: PublicJwk,
+        expect: &ProofExpectations<'_>,
+    ) -> Result<VerifiedProof, ProofError> {
         let s = &self.settings;
         let jti = c.jti.filter(|j| !j.is_empty() && j.len() <= s.max_jti_len).ok_or(ProofError::Jti)?;
         if c.htm.as_deref() != Some(expect.method) {

@@ -108,7 +108,8 @@ impl Rejection {
         let algs = algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
         let mut v = format!("DPoP algs=\"{algs}\"");
         if let Some(code) = self.error_code() {
-            let desc: String = self.to_string().chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+            let desc: String =
+                self.to_string().chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
             v.push_str(&format!(", error=\"{code}\", error_description=\"{desc}\""));
         }
         Some(v)
@@ -155,8 +156,14 @@ mod tests {
         assert_eq!(r.headers()["dpop-nonce"], "n1");
         assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("use_dpop_nonce"));
         let r = Rejection::Unavailable("x".into()).to_response(&algs);
-        assert_eq!((r.status(), &r.headers()["retry-after"]), (StatusCode::SERVICE_UNAVAILABLE, &HeaderValue::from(1u32)));
+        assert_eq!(
+            (r.status(), &r.headers()["retry-after"]),
+            (StatusCode::SERVICE_UNAVAILABLE, &HeaderValue::from(1u32))
+        );
         assert_eq!(Rejection::InsufficientScope.status(), 403);
-        assert_eq!(Rejection::MissingCredentials.to_response(&algs).headers()["www-authenticate"], "DPoP algs=\"ES256\"");
+        assert_eq!(
+            Rejection::MissingCredentials.to_response(&algs).headers()["www-authenticate"],
+            "DPoP algs=\"ES256\""
+        );
     }
 }

@@ -66,7 +66,9 @@ mod token;
 mod verifier;
 
 pub use crate::capability::{ActionError, ActionPattern};
-pub use crate::claims::{Audience, Capability, Claims, ClaimsError, Confirmation, MAX_LIMIT, MAX_NUMERIC_DATE, MAX_TTL_SECS};
+pub use crate::claims::{
+    Audience, Capability, Claims, ClaimsError, Confirmation, MAX_LIMIT, MAX_NUMERIC_DATE, MAX_TTL_SECS,
+};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier, VerifiedProof};
 pub use crate::error::{Rejection, RETRY_AFTER_SECS};
@@ -82,6 +84,8 @@ pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsEr
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
 pub use crate::nonce::{NonceConfigError, NonceSource};
-pub use crate::store::{ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore};
+pub use crate::store::{
+    ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
+};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

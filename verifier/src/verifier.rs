@@ -99,8 +99,18 @@ impl Verifier {
     }
 
     /// A verifier with an injected clock.
-    pub fn with_clock(settings: VerifierSettings, keys: Arc<dyn KeySource>, store: Arc<dyn UsageStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { tokens: TokenVerifier::new(settings.token, keys), proofs: ProofVerifier::new(settings.dpop), store, clock }
+    pub fn with_clock(
+        settings: VerifierSettings,
+        keys: Arc<dyn KeySource>,
+        store: Arc<dyn UsageStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            tokens: TokenVerifier::new(settings.token, keys),
+            proofs: ProofVerifier::new(settings.dpop),
+            store,
+            clock,
+        }
     }
 
     /// The DPoP algorithms accepted (for `WWW-Authenticate: DPoP algs=…`).
@@ -130,7 +140,8 @@ impl Verifier {
                 if scheme != Scheme::Dpop {
                     return Err(TokenError::Binding("DPoP-bound token presented without the DPoP scheme").into());
                 }
-                let expect = ProofExpectations { method: req.method, htu: &htu, access_token: Some(token), jkt: Some(jkt), now };
+                let expect =
+                    ProofExpectations { method: req.method, htu: &htu, access_token: Some(token), jkt: Some(jkt), now };
                 let proof = self.proofs.verify(req.dpop, &expect)?;
                 let id = ProofId::new(&proof.jkt, &proof.jti);
                 (Binding::Dpop { jkt: proof.jkt }, Some((id, proof.iat)))
@@ -139,7 +150,9 @@ impl Verifier {
                 if scheme != Scheme::Bearer {
                     return Err(TokenError::Binding("certificate-bound token must use the Bearer scheme").into());
                 }
-                let cert = req.peer_certificate.ok_or(TokenError::Binding("certificate-bound token presented without a client certificate"))?;
+                let cert = req
+                    .peer_certificate
+                    .ok_or(TokenError::Binding("certificate-bound token presented without a client certificate"))?;
                 let actual = b64::sha256_b64(cert);
                 if actual.len() != x5t.len() || !openssl::memcmp::eq(actual.as_bytes(), x5t.as_bytes()) {
                     return Err(TokenError::Binding("client certificate does not match the token").into());
@@ -164,7 +177,13 @@ impl Verifier {
         }
         let outcome = self
             .store
-            .consume(&ConsumeRequest { trace: &claims.jti, limit: claims.cap.limit, proof: proof.map(|p| p.0), now, retain_until })
+            .consume(&ConsumeRequest {
+                trace: &claims.jti,
+                limit: claims.cap.limit,
+                proof: proof.map(|p| p.0),
+                now,
+                retain_until,
+            })
             .await?;
         let (used, remaining) = match outcome {
             ConsumeOutcome::Accepted { used, remaining } => (used, remaining),
@@ -188,7 +207,13 @@ impl Verifier {
     /// [`Verifier::verify`] for an `http` request head. `external_url` is the
     /// URL the client used (see the gateway docs for building it behind a
     /// proxy); header values that are not visible ASCII are refused.
-    pub async fn verify_http(&self, method: &http::Method, external_url: &str, headers: &http::HeaderMap, peer_certificate: Option<&[u8]>) -> Result<VerifiedCapability, Rejection> {
+    pub async fn verify_http(
+        &self,
+        method: &http::Method,
+        external_url: &str,
+        headers: &http::HeaderMap,
+        peer_certificate: Option<&[u8]>,
+    ) -> Result<VerifiedCapability, Rejection> {
         let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
             [] => None,
             [one] => Some(one.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?),
@@ -197,9 +222,19 @@ impl Verifier {
         let dpop = headers
             .get_all("dpop")
             .iter()
-            .map(|v| v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(crate::jose::jws::JwsError::NotCompact))))
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Rejection::InvalidProof(ProofError::Malformed(crate::jose::jws::JwsError::NotCompact)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        self.verify(&PresentedRequest { method: method.as_str(), url: external_url, authorization, dpop: &dpop, peer_certificate }).await
+        self.verify(&PresentedRequest {
+            method: method.as_str(),
+            url: external_url,
+            authorization,
+            dpop: &dpop,
+            peer_certificate,
+        })
+        .await
     }
 }
 

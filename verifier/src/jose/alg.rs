@@ -59,10 +59,7 @@ pub struct UnknownAlgorithm(pub String);
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| UnknownAlgorithm(s.chars().take(32).collect()))
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| UnknownAlgorithm(s.chars().take(32).collect()))
     }
 }
 

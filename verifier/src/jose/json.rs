@@ -97,19 +97,10 @@ mod tests {
 
     #[test]
     fn duplicates_rejected_at_any_depth() {
-        assert_eq!(
-            from_slice::<Value>(br#"{"alg":"none","alg":"ES256"}"#),
-            Err(JsonError::DuplicateMember)
-        );
-        assert_eq!(
-            from_slice::<Value>(br#"{"a":[{"b":1,"b":2}]}"#),
-            Err(JsonError::DuplicateMember)
-        );
+        assert_eq!(from_slice::<Value>(br#"{"alg":"none","alg":"ES256"}"#), Err(JsonError::DuplicateMember));
+        assert_eq!(from_slice::<Value>(br#"{"a":[{"b":1,"b":2}]}"#), Err(JsonError::DuplicateMember));
         // Escaped spelling of the same name is still the same name.
-        assert_eq!(
-            from_slice::<Value>(br#"{"alg":"a","\u0061lg":"b"}"#),
-            Err(JsonError::DuplicateMember)
-        );
+        assert_eq!(from_slice::<Value>(br#"{"alg":"a","\u0061lg":"b"}"#), Err(JsonError::DuplicateMember));
         assert!(from_slice::<Value>(br#"{"a":{"b":1},"b":{"a":1}}"#).is_ok());
     }
 

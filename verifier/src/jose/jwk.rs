@@ -108,11 +108,7 @@ impl PublicJwk {
         let material = match (raw.kty.as_str(), raw.crv.as_deref()) {
             ("EC", Some(crv @ ("P-256" | "P-384"))) => {
                 let len = if crv == "P-256" { 32 } else { 48 };
-                Material::Ec {
-                    p384: len == 48,
-                    x: exact(raw.x, "x", len)?,
-                    y: exact(raw.y, "y", len)?,
-                }
+                Material::Ec { p384: len == 48, x: exact(raw.x, "x", len)?, y: exact(raw.y, "y", len)? }
             }
             ("OKP", Some("Ed25519")) => {
                 if raw.y.is_some() {
@@ -136,11 +132,7 @@ impl PublicJwk {
             }
             ("oct", _) => return Err(JwkError::Symmetric),
             (kty, crv) => {
-                return Err(JwkError::Unsupported(format!(
-                    "kty {:?} crv {:?}",
-                    truncate(kty),
-                    crv.map(truncate)
-                )))
+                return Err(JwkError::Unsupported(format!("kty {:?} crv {:?}", truncate(kty), crv.map(truncate))))
             }
         };
         let alg = match raw.alg {
@@ -238,10 +230,9 @@ impl serde::Serialize for PublicJwk {
 /// value is base64url or a fixed name, so none needs escaping.
 fn canonical(m: &Material) -> String {
     match m {
-        Material::Ec { p384, x, y } => format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{x}","y":"{y}"}}"#,
-            if *p384 { "P-384" } else { "P-256" }
-        ),
+        Material::Ec { p384, x, y } => {
+            format!(r#"{{"crv":"{}","kty":"EC","x":"{x}","y":"{y}"}}"#, if *p384 { "P-384" } else { "P-256" })
+        }
         Material::Ed25519 { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
         Material::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
     }
@@ -323,10 +314,7 @@ mod tests {
     fn private_and_symmetric_rejected() {
         let with_d = P256.replace('}', r#","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#);
         assert_eq!(PublicJwk::from_json(with_d.as_bytes()), Err(JwkError::PrivateMember("d")));
-        assert_eq!(
-            PublicJwk::from_json(br#"{"kty":"oct","k":"AAAA"}"#),
-            Err(JwkError::PrivateMember("k"))
-        );
+        assert_eq!(PublicJwk::from_json(br#"{"kty":"oct","k":"AAAA"}"#), Err(JwkError::PrivateMember("k")));
         assert_eq!(PublicJwk::from_json(br#"{"kty":"oct"}"#), Err(JwkError::Symmetric));
     }
 

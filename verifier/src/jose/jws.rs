@@ -121,12 +121,7 @@ impl<'a> Compact<'a> {
             return Err(JwsError::Encoding("payload"));
         }
         let header = json::from_slice(&header_json).map_err(JwsError::Header)?;
-        Ok(Self {
-            signing_input: &input[..h.len() + 1 + p.len()],
-            header,
-            payload_b64: p,
-            signature,
-        })
+        Ok(Self { signing_input: &input[..h.len() + 1 + p.len()], header, payload_b64: p, signature })
     }
 
     /// Decodes the payload (call only after the signature checked out).

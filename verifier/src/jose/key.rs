@@ -35,10 +35,7 @@ pub struct VerifyingKey {
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("alg", &self.alg)
-            .field("thumbprint", &self.jwk.thumbprint())
-            .finish()
+        f.debug_struct("VerifyingKey").field("alg", &self.alg).field("thumbprint", &self.jwk.thumbprint()).finish()
     }
 }
 
@@ -122,20 +119,28 @@ impl KeyPair {
     /// key: P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA.
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let bad = |e: josekit::JoseError| KeyError::Invalid(format!("not a supported private key PEM: {e}"));
-        let (alg, public, signer): (Algorithm, Jwk, Box<dyn JwsSigner>) =
-            if let Ok(kp) = EcKeyPair::from_pem(pem, None) {
-                match kp.curve() {
-                    EcCurve::P256 => (Algorithm::ES256, kp.to_jwk_public_key(), Box::new(josekit::jws::ES256.signer_from_pem(pem).map_err(bad)?)),
-                    EcCurve::P384 => (Algorithm::ES384, kp.to_jwk_public_key(), Box::new(josekit::jws::ES384.signer_from_pem(pem).map_err(bad)?)),
-                    other => return Err(KeyError::Invalid(format!("unsupported curve {}", other.name()))),
-                }
-            } else {
-                let kp = EdKeyPair::from_pem(pem).map_err(bad)?;
-                if kp.curve() != EdCurve::Ed25519 {
-                    return Err(KeyError::Invalid("only Ed25519 is supported".into()));
-                }
-                (Algorithm::EdDSA, kp.to_jwk_public_key(), Box::new(josekit::jws::EdDSA.signer_from_pem(pem).map_err(bad)?))
-            };
+        let (alg, public, signer): (Algorithm, Jwk, Box<dyn JwsSigner>) = if let Ok(kp) = EcKeyPair::from_pem(pem, None)
+        {
+            match kp.curve() {
+                EcCurve::P256 => (
+                    Algorithm::ES256,
+                    kp.to_jwk_public_key(),
+                    Box::new(josekit::jws::ES256.signer_from_pem(pem).map_err(bad)?),
+                ),
+                EcCurve::P384 => (
+                    Algorithm::ES384,
+                    kp.to_jwk_public_key(),
+                    Box::new(josekit::jws::ES384.signer_from_pem(pem).map_err(bad)?),
+                ),
+                other => return Err(KeyError::Invalid(format!("unsupported curve {}", other.name()))),
+            }
+        } else {
+            let kp = EdKeyPair::from_pem(pem).map_err(bad)?;
+            if kp.curve() != EdCurve::Ed25519 {
+                return Err(KeyError::Invalid("only Ed25519 is supported".into()));
+            }
+            (Algorithm::EdDSA, kp.to_jwk_public_key(), Box::new(josekit::jws::EdDSA.signer_from_pem(pem).map_err(bad)?))
+        };
         let public = serde_json::to_vec(public.as_ref())
             .ok()
             .and_then(|json| PublicJwk::from_json(&json).ok())

@@ -84,12 +84,21 @@ impl HttpJwks {
     /// A key source for `settings.url`; nothing is fetched until first use
     /// (call [`HttpJwks::refresh`] to fetch eagerly).
     pub fn new(settings: HttpJwksSettings) -> Result<Self, KeySourceError> {
-        let uri: http::Uri = settings.url.parse().map_err(|_| KeySourceError::Unavailable(format!("invalid JWKS URL {:?}", settings.url)))?;
+        let uri: http::Uri = settings
+            .url
+            .parse()
+            .map_err(|_| KeySourceError::Unavailable(format!("invalid JWKS URL {:?}", settings.url)))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(KeySourceError::Unavailable("JWKS URL must be http://host/… in this build".into()));
         }
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self { settings, uri, client, state: RwLock::new(State::default()), fetch_lock: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            settings,
+            uri,
+            client,
+            state: RwLock::new(State::default()),
+            fetch_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// How many HTTP fetches were made (conditional ones included).
@@ -146,7 +155,8 @@ impl HttpJwks {
 
     async fn get(&self, etag: Option<String>) -> Result<Fetched, KeySourceError> {
         let unavailable = |e: &dyn std::fmt::Display| KeySourceError::Unavailable(format!("JWKS fetch failed: {e}"));
-        let mut req = http::Request::get(self.uri.clone()).header(http::header::ACCEPT, "application/jwk-set+json, application/json");
+        let mut req = http::Request::get(self.uri.clone())
+            .header(http::header::ACCEPT, "application/jwk-set+json, application/json");
         if let Some(tag) = &etag {
             req = req.header(http::header::IF_NONE_MATCH, tag);
         }
@@ -159,7 +169,11 @@ impl HttpJwks {
             other => return Err(unavailable(&format!("HTTP {other}"))),
         }
         let new_etag = res.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = Limited::new(res.into_body(), self.settings.max_body).collect().await.map_err(|e| unavailable(&e))?.to_bytes();
+        let body = Limited::new(res.into_body(), self.settings.max_body)
+            .collect()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .to_bytes();
         let jwks = Jwks::from_json(&body).map_err(|e| unavailable(&e))?;
         Ok(Fetched::New { keys: StaticKeys::new(jwks)?, etag: new_etag, max_age })
     }
@@ -220,7 +234,9 @@ impl KeySource for HttpJwks {
                 return Err(KeySourceError::Unavailable("no JWKS fetched yet".into()));
             };
             if Instant::now() > c.fresh_until + self.settings.max_staleness {
-                return Err(KeySourceError::Unavailable("JWKS stale beyond max_staleness and the issuer is unreachable".into()));
+                return Err(KeySourceError::Unavailable(
+                    "JWKS stale beyond max_staleness and the issuer is unreachable".into(),
+                ));
             }
             Arc::clone(&c.keys)
         };

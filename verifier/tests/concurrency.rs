@@ -1,0 +1,90 @@
+//! Many concurrent uses of one token: exactly `limit` succeed.
+
+mod common;
+
+use common::{Issuer, AUDIENCE, NOW};
+use ekey_verifier::client::DpopKey;
+use ekey_verifier::{Algorithm, PresentedRequest, Rejection, TokenError};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_uses_exactly_limit_succeed() {
+    for limit in [1u32, 7, 250] {
+        let issuer = Issuer::new();
+        let client = DpopKey::generate(Algorithm::ES256).unwrap();
+        let token = issuer.token(&client, "POST:/payments/:id", limit);
+        let (verifier, _) = issuer.verifier();
+        let verifier = Arc::new(verifier);
+        let url = format!("{AUDIENCE}/payments/7");
+        // Proofs made up front so the race is between verifications only.
+        let proofs: Vec<String> =
+            (0..1000).map(|_| client.proof("POST", &url, Some(&token), None, NOW).unwrap()).collect();
+        let tasks: Vec<_> = proofs
+            .into_iter()
+            .map(|proof| {
+                let (verifier, token, url) = (verifier.clone(), token.clone(), url.clone());
+                tokio::spawn(async move {
+                    let auth = format!("DPoP {token}");
+                    let req = PresentedRequest {
+                        method: "POST",
+                        url: &url,
+                        authorization: Some(&auth),
+                        dpop: &[&proof],
+                        peer_certificate: None,
+                    };
+                    verifier.verify(&req).await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        let mut used_seen = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(cap) => {
+                    accepted += 1;
+                    used_seen.push(cap.used);
+                }
+                Err(Rejection::InvalidToken(TokenError::Exhausted)) => {}
+                Err(other) => panic!("unexpected rejection {other:?}"),
+            }
+        }
+        assert_eq!(accepted, limit, "limit {limit}");
+        used_seen.sort_unstable();
+        assert_eq!(used_seen, (1..=limit).collect::<Vec<_>>(), "each use counted once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_proof_replayed_concurrently_is_accepted_once() {
+    let issuer = Issuer::new();
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, "GET:/r", 1000);
+    let (verifier, _) = issuer.verifier();
+    let verifier = Arc::new(verifier);
+    let url = format!("{AUDIENCE}/r");
+    let proof = client.proof("GET", &url, Some(&token), None, NOW).unwrap();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (verifier, token, url, proof) = (verifier.clone(), token.clone(), url.clone(), proof.clone());
+            tokio::spawn(async move {
+                let auth = format!("DPoP {token}");
+                let req = PresentedRequest {
+                    method: "GET",
+                    url: &url,
+                    authorization: Some(&auth),
+                    dpop: &[&proof],
+                    peer_certificate: None,
+                };
+                verifier.verify(&req).await.map(|c| c.used).map_err(|r| r.reason())
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(reason) => assert_eq!(reason, "replay_blocked"),
+        }
+    }
+    assert_eq!(ok, 1);
+}

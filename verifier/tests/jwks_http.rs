@@ -1,0 +1,160 @@
+//! `HttpJwks` against a real HTTP server on loopback: caching by
+//! `Cache-Control`/`ETag`, single-flight refetch with cooldown, stale-if-error.
+
+use bytes::Bytes;
+use ekey_verifier::{Algorithm, HttpJwks, HttpJwksSettings, Jwks, KeyPair, KeySource, KeySourceError};
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Default)]
+struct Server {
+    jwks: Mutex<String>,
+    max_age: Mutex<u64>,
+    requests: AtomicUsize,
+    not_modified: AtomicUsize,
+}
+
+fn jwks_of(keys: &[&KeyPair]) -> String {
+    let jwks = Jwks::new(
+        keys.iter().map(|k| k.public_jwk().clone().with_kid_and_alg(k.thumbprint(), k.algorithm())).collect(),
+    )
+    .unwrap();
+    jwks.to_json().to_string()
+}
+
+/// Serves the JWKS until the returned handle is aborted.
+async fn serve(state: Arc<Server>) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        // Connections live in this set, so aborting the server closes them too
+        // (otherwise a pooled keep-alive connection would outlive it).
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let state = state.clone();
+            connections.spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        state.requests.fetch_add(1, Ordering::SeqCst);
+                        let body = state.jwks.lock().unwrap().clone();
+                        let etag = format!("\"{}\"", ekey_verifier::sha256_b64(&body));
+                        let max_age = *state.max_age.lock().unwrap();
+                        let mut res = Response::builder()
+                            .header("etag", &etag)
+                            .header("cache-control", format!("public, max-age={max_age}"));
+                        if req.headers().get("if-none-match").is_some_and(|v| v == etag.as_str()) {
+                            state.not_modified.fetch_add(1, Ordering::SeqCst);
+                            res = res.status(304);
+                            return Ok::<_, hyper::Error>(res.body(Full::new(Bytes::new())).unwrap());
+                        }
+                        Ok(res.body(Full::new(Bytes::from(body))).unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    (url, handle)
+}
+
+fn settings(url: &str) -> HttpJwksSettings {
+    let mut s = HttpJwksSettings::new(url);
+    s.cooldown = Duration::from_millis(600);
+    s.max_staleness = Duration::from_secs(2);
+    s.timeout = Duration::from_secs(2);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_and_refetches_unknown_kid_once_per_cooldown() {
+    let a = KeyPair::generate(Algorithm::ES256).unwrap();
+    let b = KeyPair::generate(Algorithm::ES256).unwrap();
+    let state = Arc::new(Server::default());
+    *state.jwks.lock().unwrap() = jwks_of(&[&a]);
+    *state.max_age.lock().unwrap() = 300;
+    let (url, server) = serve(state.clone()).await;
+    let jwks = Arc::new(HttpJwks::new(settings(&url)).unwrap());
+
+    for _ in 0..10 {
+        jwks.key(a.thumbprint(), Algorithm::ES256).await.unwrap();
+    }
+    assert_eq!(state.requests.load(Ordering::SeqCst), 1, "fresh set served from memory");
+
+    // Right after a fetch, unknown kids cause no fetch at all (cooldown).
+    assert_eq!(jwks.key("unknown", Algorithm::ES256).await.unwrap_err(), KeySourceError::UnknownKid);
+    assert_eq!(state.requests.load(Ordering::SeqCst), 1);
+
+    // After the cooldown, a flood of random kids, concurrently: one shared fetch.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let jwks = jwks.clone();
+            tokio::spawn(async move { jwks.key(&format!("random-{i}"), Algorithm::ES256).await })
+        })
+        .collect();
+    for f in flood {
+        assert_eq!(f.await.unwrap().unwrap_err(), KeySourceError::UnknownKid);
+    }
+    assert_eq!(state.requests.load(Ordering::SeqCst), 2, "one shared refetch for the whole flood");
+
+    // Rotation: the issuer publishes a new key; after the cooldown an unknown kid refetches.
+    *state.jwks.lock().unwrap() = jwks_of(&[&a, &b]);
+    assert_eq!(jwks.key(b.thumbprint(), Algorithm::ES256).await.unwrap_err(), KeySourceError::UnknownKid);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    jwks.key(b.thumbprint(), Algorithm::ES256).await.unwrap();
+    assert_eq!(state.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(jwks.fetch_count(), 3);
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_refresh_and_stale_if_error() {
+    let a = KeyPair::generate(Algorithm::ES256).unwrap();
+    let state = Arc::new(Server::default());
+    *state.jwks.lock().unwrap() = jwks_of(&[&a]);
+    *state.max_age.lock().unwrap() = 1;
+    let (url, server) = serve(state.clone()).await;
+    let jwks = HttpJwks::new(settings(&url)).unwrap();
+    jwks.key(a.thumbprint(), Algorithm::ES256).await.unwrap();
+
+    // Expired: a conditional request, answered 304, keeps the set.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    jwks.key(a.thumbprint(), Algorithm::ES256).await.unwrap();
+    assert_eq!(state.not_modified.load(Ordering::SeqCst), 1);
+
+    // Issuer gone: the last good set is used until max_staleness, then refused.
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    jwks.key(a.thumbprint(), Algorithm::ES256).await.expect("stale set used while the issuer is down");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(matches!(jwks.key(a.thumbprint(), Algorithm::ES256).await, Err(KeySourceError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn unreachable_issuer_without_a_set_is_unavailable() {
+    // Bind then drop to get a port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let jwks = HttpJwks::new(settings(&format!("http://127.0.0.1:{port}/jwks"))).unwrap();
+    assert!(matches!(jwks.key("k", Algorithm::ES256).await, Err(KeySourceError::Unavailable(_))));
+    assert!(HttpJwks::new(HttpJwksSettings::new("not a url")).is_err());
+}
+
+#[tokio::test]
+async fn bad_sets_are_refused() {
+    let a = KeyPair::generate(Algorithm::ES256).unwrap();
+    let state = Arc::new(Server::default());
+    let one = a.public_jwk().clone().with_kid_and_alg("dup", Algorithm::ES256).to_json();
+    *state.jwks.lock().unwrap() = serde_json::json!({"keys": [one.clone(), one]}).to_string();
+    let (url, server) = serve(state.clone()).await;
+    let jwks = HttpJwks::new(settings(&url)).unwrap();
+    assert!(matches!(jwks.key("dup", Algorithm::ES256).await, Err(KeySourceError::Unavailable(_))));
+    server.abort();
+}

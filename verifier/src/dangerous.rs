@@ -19,3 +19,8 @@ pub fn decode_unverified(jws: &str) -> Result<(Value, Value), JwsError> {
     };
     Ok((decode(h, "header")?, decode(p, "payload")?))
 }
+
+/// Decodes canonical base64url (for tools that take tokens apart).
+pub fn decode_b64(input: &str) -> Option<Vec<u8>> {
+    b64::decode(input)
+}

@@ -1,1 +1,93 @@
-fn main() {}
+//! `ekey-issuer`: wiring only. tracing settings come from the config, so the
+//! order is config → tracing → providers → bind → serve → drain; a config
+//! error goes straight to standard error.
+
+use clap::Parser;
+use ekey_issuer::cli::{Cli, Command, DevArgs, ServeArgs};
+use ekey_issuer::dev::{banner, DevIssuer, DevOptions};
+use ekey_issuer::{telemetry, Config, LogConfig, PlainAcceptor, Providers, Server, StartError};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::CheckConfig(args) => check_config(&args.config).await,
+        Command::Dev(args) => dev(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("ekey-issuer: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn failure(e: StartError) -> Failure {
+    match e {
+        StartError::Config(e) => (EXIT_CONFIG, e.to_string()),
+        other => (EXIT_RUNTIME, other.to_string()),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let mut config = Config::load(&args.config.config).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    if let Some(f) = args.log_format {
+        config.log.format = f.into();
+    }
+    telemetry::init(&config.log).map_err(|e| (EXIT_CONFIG, e))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let providers = Providers::from_config(&config).await.map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let bound = Server::bind(&config).await.map_err(failure)?;
+    let server = Server::serve(config, providers, bound, PlainAcceptor).map_err(failure)?;
+    server.run_until(ekey_issuer::shutdown::signal()).await;
+    Ok(())
+}
+
+async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+    let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let providers = Providers::from_config(&config).await.map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let key = providers.keys.active();
+    println!(
+        "config OK: issuer {}, {} client(s), {} template(s), signing key {} kid {}",
+        config.issuer.as_deref().unwrap_or("(derived from server.listen)"),
+        config.clients.len(),
+        config.templates.len(),
+        key.algorithm(),
+        key.kid()
+    );
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+async fn dev(args: DevArgs) -> Result<(), Failure> {
+    let log = LogConfig { level: args.log.clone(), format: args.log_format.map(Into::into).unwrap_or_default() };
+    telemetry::init(&log).map_err(|e| (EXIT_CONFIG, e))?;
+    let opts =
+        DevOptions { port: args.port, admin_port: args.admin_port, audience: args.audience, ..DevOptions::default() };
+    let dev = DevIssuer::start(opts).await.map_err(failure)?;
+    let info = dev.info();
+    if args.print_json {
+        let line = serde_json::to_string(&info).map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        println!("{line}");
+        eprint!("{}", banner(&info));
+    } else {
+        print!("{}", banner(&info));
+    }
+    let _ = std::io::stdout().flush();
+    ekey_issuer::shutdown::signal().await;
+    dev.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! Registered clients and their authentication at the token endpoint:
+//! `client_secret_basic` and `private_key_jwt`, exactly one per request.
+
+mod assertion;
+mod basic;
+
+pub(crate) use basic::parse_basic;
+
+use crate::replay::ReplayKey;
+use basic::SecretDigest;
+use ekey_verifier::{Algorithm, KeyError, PublicJwk, VerifyingKey};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// How a client authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// HTTP Basic with a client secret.
+    ClientSecretBasic,
+    /// A signed JWT assertion (RFC 7523).
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The RFC 8414 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// The credentials a token request carries.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// None at all.
+    None,
+    /// `Authorization: Basic …`, decoded.
+    Basic {
+        /// The client id.
+        client_id: String,
+        /// The secret as presented.
+        secret: String,
+    },
+    /// An `Authorization` header that is not valid Basic credentials.
+    MalformedBasic,
+    /// `client_assertion` with the jwt-bearer type.
+    Assertion {
+        /// The `client_id` parameter, if sent.
+        client_id: Option<String>,
+        /// The JWT.
+        assertion: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret or the assertion.
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic { client_id, .. } => {
+                f.debug_struct("Basic").field("client_id", client_id).finish_non_exhaustive()
+            }
+            Self::MalformedBasic => f.write_str("MalformedBasic"),
+            Self::Assertion { client_id, .. } => {
+                f.debug_struct("Assertion").field("client_id", client_id).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+/// A client that proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The client id.
+    pub client_id: String,
+    /// How it authenticated.
+    pub method: AuthMethod,
+    /// The assertion `jti` to record against replay, and until when. Recorded
+    /// only once the rest of the request checked out, so that a retry after
+    /// `use_dpop_nonce` can reuse the same assertion.
+    pub replay: Option<(ReplayKey, i64)>,
+}
+
+/// Why a client was not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No client authentication in the request.
+    #[error("client authentication is required (client_secret_basic or private_key_jwt)")]
+    Missing,
+    /// Basic credentials that are malformed or wrong (also for an unknown
+    /// client id: the answer must not tell which).
+    #[error("client authentication failed")]
+    Basic,
+    /// A client assertion that does not verify; says why.
+    #[error("{0}")]
+    Assertion(String),
+    /// The assertion's `jti` was used before.
+    #[error("client assertion replayed (its jti was already used)")]
+    Replayed,
+}
+
+/// Why a client could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The id is already registered.
+    #[error("duplicate client id {0:?}")]
+    Duplicate(String),
+    /// A key works with none of the assertion algorithms.
+    #[error("key {index} supports none of the allowed assertion algorithms")]
+    NoUsableAlgorithm {
+        /// Its position in the client's list.
+        index: usize,
+    },
+    /// A key was refused by the crypto library.
+    #[error("key {index}: {error}")]
+    Key {
+        /// Its position in the client's list.
+        index: usize,
+        /// Why.
+        error: KeyError,
+    },
+    /// A client with `private_key_jwt` and no key.
+    #[error("no public key")]
+    NoKeys,
+}
+
+/// `private_key_jwt` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionSettings {
+    /// Assertion algorithms accepted.
+    pub algorithms: Vec<Algorithm>,
+    /// Latest `exp` accepted, in seconds from now.
+    pub max_lifetime: u32,
+    /// Clock skew allowed, in seconds.
+    pub leeway: u32,
+}
+
+#[derive(Debug)]
+enum Registered {
+    Secret(SecretDigest),
+    Keys,
+}
+
+#[derive(Debug)]
+struct ClientKey {
+    client: Arc<str>,
+    verifiers: Vec<Arc<VerifyingKey>>,
+}
+
+/// The registered clients, with verifiers for their keys built once.
+#[derive(Debug)]
+pub struct ClientRegistry {
+    settings: AssertionSettings,
+    clients: HashMap<String, Registered>,
+    keys: Vec<ClientKey>,
+    /// `kid` member and thumbprint → indexes into `keys`.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Compared against when the client id is unknown, so that an unknown
+    /// id costs the same as a wrong secret.
+    decoy: SecretDigest,
+}
+
+impl ClientRegistry {
+    /// An empty registry.
+    pub fn new(settings: AssertionSettings) -> Self {
+        Self {
+            settings,
+            clients: HashMap::new(),
+            keys: Vec::new(),
+            by_name: HashMap::new(),
+            decoy: SecretDigest::of(b"ekey decoy secret"),
+        }
+    }
+
+    /// Registers a `client_secret_basic` client by its secret (only its
+    /// SHA-256 is kept).
+    pub fn add_secret(&mut self, id: &str, secret: &[u8]) -> Result<(), RegistryError> {
+        self.add(id, Registered::Secret(SecretDigest::of(secret)))
+    }
+
+    /// Registers a `client_secret_basic` client by the SHA-256 of its secret.
+    pub fn add_secret_sha256(&mut self, id: &str, digest: [u8; 32]) -> Result<(), RegistryError> {
+        self.add(id, Registered::Secret(SecretDigest::from_digest(digest)))
+    }
+
+    /// Registers a `private_key_jwt` client with its public keys.
+    pub fn add_keys(&mut self, id: &str, keys: &[PublicJwk]) -> Result<(), RegistryError> {
+        if keys.is_empty() {
+            return Err(RegistryError::NoKeys);
+        }
+        let client: Arc<str> = Arc::from(id);
+        let mut built = Vec::with_capacity(keys.len());
+        for (index, jwk) in keys.iter().enumerate() {
+            let verifiers = self
+                .settings
+                .algorithms
+                .iter()
+                .filter(|a| jwk.allows(**a))
+                .map(|a| VerifyingKey::new(jwk, *a).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| RegistryError::Key { index, error })?;
+            if verifiers.is_empty() {
+                return Err(RegistryError::NoUsableAlgorithm { index });
+            }
+            built.push((jwk, verifiers));
+        }
+        self.add(id, Registered::Keys)?;
+        for (jwk, verifiers) in built {
+            let index = self.keys.len();
+            self.keys.push(ClientKey { client: Arc::clone(&client), verifiers });
+            let mut names = vec![jwk.thumbprint().to_owned()];
+            names.extend(jwk.kid().filter(|k| *k != jwk.thumbprint()).map(str::to_owned));
+            for name in names {
+                self.by_name.entry(name).or_default().push(index);
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, id: &str, r: Registered) -> Result<(), RegistryError> {
+        if self.clients.contains_key(id) {
+            return Err(RegistryError::Duplicate(id.chars().take(64).collect()));
+        }
+        self.clients.insert(id.to_owned(), r);
+        Ok(())
+    }
+
+    /// Whether `id` is registered.
+    pub fn contains(&self, id: &str) -> bool {
+        self.clients.contains_key(id)
+    }
+
+    /// The assertion settings.
+    pub fn assertion_settings(&self) -> &AssertionSettings {
+        &self.settings
+    }
+
+    /// Checks `credentials`. `audiences` are the values an assertion's `aud`
+    /// may name (the token endpoint URL and the issuer URL).
+    pub fn authenticate(
+        &self,
+        credentials: &Credentials,
+        audiences: &[&str],
+        now: i64,
+    ) -> Result<Authenticated, AuthError> {
+        match credentials {
+            Credentials::None => Err(AuthError::Missing),
+            Credentials::MalformedBasic => Err(AuthError::Basic),
+            Credentials::Basic { client_id, secret } => {
+                let ok = match self.clients.get(client_id) {
+                    Some(Registered::Secret(digest)) => digest.matches(secret),
+                    _ => {
+                        let _ = self.decoy.matches(secret);
+                        false
+                    }
+                };
+                if !ok {
+                    return Err(AuthError::Basic);
+                }
+                Ok(Authenticated { client_id: client_id.clone(), method: AuthMethod::ClientSecretBasic, replay: None })
+            }
+            Credentials::Assertion { client_id, assertion } => {
+                let v = assertion::verify(self, assertion, client_id.as_deref(), audiences, now)?;
+                Ok(Authenticated { client_id: v.client_id, method: AuthMethod::PrivateKeyJwt, replay: Some(v.replay) })
+            }
+        }
+    }
+
+    /// The one key that can verify an assertion with `alg` and `kid`, within
+    /// `client_id`'s keys when given. `None` when there is none, or more than
+    /// one and nothing to choose by.
+    fn assertion_key(
+        &self,
+        client_id: Option<&str>,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Option<(usize, Arc<VerifyingKey>)> {
+        let candidates: Vec<usize> = match (kid, client_id) {
+            (Some(kid), _) => self.by_name.get(kid).cloned().unwrap_or_default(),
+            (None, Some(c)) => (0..self.keys.len()).filter(|i| &*self.keys[*i].client == c).collect(),
+            (None, None) => return None,
+        };
+        let mut found = candidates.into_iter().filter_map(|i| {
+            let k = &self.keys[i];
+            if client_id.is_some_and(|c| c != &*k.client) {
+                return None;
+            }
+            k.verifiers.iter().find(|v| v.algorithm() == alg).map(|v| (i, Arc::clone(v)))
+        });
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekey_verifier::{b64_encode, KeyPair};
+    use serde_json::json;
+
+    const TOKEN_URL: &str = "https://issuer.example.com/token";
+    const NOW: i64 = 1_700_000_000;
+
+    fn settings() -> AssertionSettings {
+        AssertionSettings { algorithms: vec![Algorithm::ES256, Algorithm::EdDSA], max_lifetime: 300, leeway: 5 }
+    }
+
+    fn sign(key: &KeyPair, header: serde_json::Value, claims: serde_json::Value) -> String {
+        let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(claims.to_string()));
+        format!("{input}.{}", b64_encode(key.sign(input.as_bytes()).unwrap()))
+    }
+
+    fn claims(client: &str) -> serde_json::Value {
+        json!({"iss": client, "sub": client, "aud": TOKEN_URL, "exp": NOW + 60, "iat": NOW, "jti": "j-1"})
+    }
+
+    fn header(key: &KeyPair) -> serde_json::Value {
+        json!({"alg": key.algorithm().as_str(), "typ": "JWT", "kid": key.thumbprint()})
+    }
+
+    fn registry() -> (ClientRegistry, KeyPair, KeyPair) {
+        let a = KeyPair::generate(Algorithm::ES256).unwrap();
+        let b = KeyPair::generate(Algorithm::EdDSA).unwrap();
+        let mut r = ClientRegistry::new(settings());
+        r.add_secret("basic", b"0123456789abcdef").unwrap();
+        r.add_keys("jwt-a", &[a.public_jwk().clone()]).unwrap();
+        r.add_keys("jwt-b", &[b.public_jwk().clone()]).unwrap();
+        (r, a, b)
+    }
+
+    fn assertion(r: &ClientRegistry, client_id: Option<&str>, jwt: String) -> Result<Authenticated, AuthError> {
+        let creds = Credentials::Assertion { client_id: client_id.map(str::to_owned), assertion: jwt };
+        r.authenticate(&creds, &[TOKEN_URL, "https://issuer.example.com"], NOW)
+    }
+
+    #[test]
+    fn basic_secret() {
+        let (r, _, _) = registry();
+        let basic = |id: &str, s: &str| Credentials::Basic { client_id: id.into(), secret: s.into() };
+        let ok = r.authenticate(&basic("basic", "0123456789abcdef"), &[], NOW).unwrap();
+        assert_eq!((ok.client_id.as_str(), ok.method, ok.replay), ("basic", AuthMethod::ClientSecretBasic, None));
+        assert_eq!(r.authenticate(&basic("basic", "wrong"), &[], NOW), Err(AuthError::Basic));
+        assert_eq!(r.authenticate(&basic("nobody", "0123456789abcdef"), &[], NOW), Err(AuthError::Basic));
+        // A key client cannot log in with a secret.
+        assert_eq!(r.authenticate(&basic("jwt-a", ""), &[], NOW), Err(AuthError::Basic));
+        assert_eq!(r.authenticate(&Credentials::None, &[], NOW), Err(AuthError::Missing));
+        assert!(!format!("{:?}", basic("basic", "hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn assertion_by_kid_with_or_without_client_id() {
+        let (r, a, b) = registry();
+        let ok = assertion(&r, None, sign(&a, header(&a), claims("jwt-a"))).unwrap();
+        assert_eq!((ok.client_id.as_str(), ok.method), ("jwt-a", AuthMethod::PrivateKeyJwt));
+        assert_eq!(ok.replay.unwrap(), (ReplayKey::assertion("jwt-a", "j-1"), NOW + 65));
+        assert!(assertion(&r, Some("jwt-b"), sign(&b, header(&b), claims("jwt-b"))).is_ok());
+        // Without kid, client_id picks the key.
+        let no_kid = json!({"alg": "EdDSA"});
+        assert!(assertion(&r, Some("jwt-b"), sign(&b, no_kid.clone(), claims("jwt-b"))).is_ok());
+        assert!(assertion(&r, None, sign(&b, no_kid, claims("jwt-b"))).is_err());
+    }
+
+    #[test]
+    fn assertion_refusals() {
+        let (r, a, b) = registry();
+        let refuse =
+            |client_id: Option<&str>, key: &KeyPair, h: serde_json::Value, c: serde_json::Value| match assertion(
+                &r,
+                client_id,
+                sign(key, h, c),
+            ) {
+                Err(AuthError::Assertion(why)) => why,
+                other => panic!("accepted or wrong error: {other:?}"),
+            };
+        // Signed by another client's key, or claiming another client.
+        assert!(refuse(Some("jwt-a"), &b, header(&b), claims("jwt-a")).contains("no registered key"));
+        assert!(refuse(None, &a, header(&a), claims("jwt-b")).contains("iss and sub"));
+        let mut c = claims("jwt-a");
+        c["sub"] = "other".into();
+        assert!(refuse(None, &a, header(&a), c).contains("iss and sub"));
+        let mut c = claims("jwt-a");
+        c["aud"] = "https://elsewhere".into();
+        assert!(refuse(None, &a, header(&a), c).contains("aud"));
+        let mut c = claims("jwt-a");
+        c["exp"] = (NOW - 10).into();
+        assert!(refuse(None, &a, header(&a), c).contains("expired"));
+        let mut c = claims("jwt-a");
+        c["exp"] = (NOW + 3600).into();
+        assert!(refuse(None, &a, header(&a), c).contains("future"));
+        let mut c = claims("jwt-a");
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(refuse(None, &a, header(&a), c).contains("exp is required"));
+        let mut c = claims("jwt-a");
+        c.as_object_mut().unwrap().remove("jti");
+        assert!(refuse(None, &a, header(&a), c).contains("jti"));
+        let mut c = claims("jwt-a");
+        c["exp"] = serde_json::Value::from(1e300);
+        assert!(refuse(None, &a, header(&a), c).contains("malformed"));
+        let mut c = claims("jwt-a");
+        c["aud"] = json!(["x", TOKEN_URL]);
+        assert!(assertion(&r, None, sign(&a, header(&a), c)).is_ok());
+        // A key-carrying header is never honoured.
+        let mut h = header(&a);
+        h["jwk"] = a.public_jwk().to_json();
+        assert!(refuse(None, &a, h, claims("jwt-a")).contains("malformed"));
+        // Tampered signature.
+        let jwt = sign(&a, header(&a), claims("jwt-a"));
+        let tampered = format!("{}AAAA", &jwt[..jwt.len() - 4]);
+        assert!(matches!(assertion(&r, None, tampered), Err(AuthError::Assertion(_))));
+    }
+
+    #[test]
+    fn registration_errors() {
+        let (mut r, a, _) = registry();
+        assert_eq!(r.add_secret("basic", b"x"), Err(RegistryError::Duplicate("basic".into())));
+        assert_eq!(r.add_keys("none", &[]), Err(RegistryError::NoKeys));
+        let es384 = KeyPair::generate(Algorithm::ES384).unwrap();
+        assert_eq!(
+            r.add_keys("p384", &[es384.public_jwk().clone()]),
+            Err(RegistryError::NoUsableAlgorithm { index: 0 })
+        );
+        assert!(!r.contains("p384"));
+        assert!(r.add_keys("again", &[a.public_jwk().clone()]).is_ok());
+        // Now two clients share a key: the kid alone is ambiguous.
+        assert!(assertion(&r, None, sign(&a, header(&a), claims("jwt-a"))).is_err());
+        assert!(assertion(&r, Some("jwt-a"), sign(&a, header(&a), claims("jwt-a"))).is_ok());
+    }
+}

@@ -1,0 +1,195 @@
+//! `EKEY_*` environment overrides for the scalar settings. One table, so the
+//! code, the error messages and `docs/configuration.md` list the same names.
+
+use super::raw::RawConfig;
+use super::ConfigError;
+use std::path::PathBuf;
+
+/// Looks up one environment variable: `Ok(None)` when unset, an error when
+/// set but unusable (not UTF-8).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Result<Option<String>, ConfigError>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(name, "is not valid UTF-8")),
+    }
+}
+
+type Setter = fn(&mut RawConfig, String) -> Result<(), String>;
+
+/// `(variable, field it sets, setter)`.
+const OVERRIDES: &[(&str, &str, Setter)] = &[
+    ("EKEY_ISSUER", "issuer", |c, v| {
+        c.issuer = Some(v);
+        Ok(())
+    }),
+    ("EKEY_LOG", "log.level", |c, v| {
+        c.log.level = Some(v);
+        Ok(())
+    }),
+    ("EKEY_LOG_FORMAT", "log.format", |c, v| {
+        c.log.format = Some(v);
+        Ok(())
+    }),
+    ("EKEY_LISTEN", "server.listen", |c, v| {
+        c.server.listen = Some(v);
+        Ok(())
+    }),
+    ("EKEY_ADMIN_LISTEN", "server.admin_listen", |c, v| {
+        c.server.admin_listen = Some(v);
+        Ok(())
+    }),
+    ("EKEY_MAX_BODY_BYTES", "server.max_body_bytes", |c, v| {
+        c.server.max_body_bytes = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_MAX_CONNECTIONS", "server.max_connections", |c, v| {
+        c.server.max_connections = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_HEADER_READ_TIMEOUT", "server.header_read_timeout", |c, v| {
+        c.server.header_read_timeout = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_REQUEST_TIMEOUT", "server.request_timeout", |c, v| {
+        c.server.request_timeout = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_DRAIN_TIMEOUT", "server.drain_timeout", |c, v| {
+        c.server.drain_timeout = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_TOKEN_ENDPOINT", "endpoints.token_endpoint", |c, v| {
+        c.endpoints.token_endpoint = Some(v);
+        Ok(())
+    }),
+    ("EKEY_JWKS_URI", "endpoints.jwks_uri", |c, v| {
+        c.endpoints.jwks_uri = Some(v);
+        Ok(())
+    }),
+    ("EKEY_JWKS_MAX_AGE", "endpoints.jwks_max_age", |c, v| {
+        c.endpoints.jwks_max_age = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_SIGNING_KEY_FILE", "signing_key.file", |c, v| {
+        // A key file named in the environment replaces a generated key.
+        c.signing_key.file = Some(PathBuf::from(v));
+        c.signing_key.generate = None;
+        Ok(())
+    }),
+    ("EKEY_SIGNING_KEY_GENERATE", "signing_key.generate", |c, v| {
+        c.signing_key.generate = Some(boolean(&v)?);
+        Ok(())
+    }),
+    ("EKEY_SIGNING_KEY_ALGORITHM", "signing_key.algorithm", |c, v| {
+        c.signing_key.algorithm = Some(v);
+        Ok(())
+    }),
+    ("EKEY_SIGNING_TIMEOUT", "signing_key.timeout", |c, v| {
+        c.signing_key.timeout = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_DPOP_MAX_AGE", "dpop.max_age", |c, v| {
+        c.dpop.max_age = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_DPOP_LEEWAY", "dpop.leeway", |c, v| {
+        c.dpop.leeway = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_DPOP_NONCE_SECRET_FILE", "dpop.nonce_secret_file", |c, v| {
+        c.dpop.nonce_secret_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("EKEY_DPOP_NONCE_WINDOW", "dpop.nonce_window", |c, v| {
+        c.dpop.nonce_window = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_MAX_ASSERTION_LIFETIME", "client_auth.max_assertion_lifetime", |c, v| {
+        c.client_auth.max_assertion_lifetime = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_CLIENT_AUTH_LEEWAY", "client_auth.leeway", |c, v| {
+        c.client_auth.leeway = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_REPLAY_CAPACITY", "replay.capacity", |c, v| {
+        c.replay.capacity = Some(int(&v)?);
+        Ok(())
+    }),
+];
+
+/// Every variable read, with the field it overrides (for docs and `--help`).
+pub fn variables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OVERRIDES.iter().map(|(var, field, _)| (*var, *field))
+}
+
+/// Applies every variable that is set. An unparsable value is an error naming
+/// the variable.
+pub(crate) fn apply(raw: &mut RawConfig, env: EnvLookup<'_>) -> Result<(), ConfigError> {
+    for (var, field, set) in OVERRIDES {
+        if let Some(value) = env(var)? {
+            set(raw, value).map_err(|problem| ConfigError::invalid(*var, problem))?;
+            raw.from_env.push((field, var));
+        }
+    }
+    Ok(())
+}
+
+fn int(v: &str) -> Result<i64, String> {
+    v.trim().parse().map_err(|_| format!("expected a whole number, got {:?}", short(v)))
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("expected true or false, got {:?}", short(other))),
+    }
+}
+
+fn short(v: &str) -> String {
+    v.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Result<Option<String>, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| Ok(map.get(name).cloned())
+    }
+
+    #[test]
+    fn sets_fields_and_remembers_the_variable() {
+        let mut raw = RawConfig::default();
+        let env = lookup(&[("EKEY_LISTEN", "0.0.0.0:9000"), ("EKEY_JWKS_MAX_AGE", "60")]);
+        apply(&mut raw, &env).unwrap();
+        assert_eq!(raw.server.listen.as_deref(), Some("0.0.0.0:9000"));
+        assert_eq!(raw.endpoints.jwks_max_age, Some(60));
+        assert!(raw.from_env.contains(&("server.listen", "EKEY_LISTEN")));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let mut raw = RawConfig::default();
+        let err = apply(&mut raw, &lookup(&[("EKEY_JWKS_MAX_AGE", "soon")])).unwrap_err();
+        assert_eq!(err.to_string(), "EKEY_JWKS_MAX_AGE: expected a whole number, got \"soon\"");
+        let err = apply(&mut raw, &lookup(&[("EKEY_SIGNING_KEY_GENERATE", "yes")])).unwrap_err();
+        assert!(err.to_string().starts_with("EKEY_SIGNING_KEY_GENERATE: "), "{err}");
+    }
+
+    #[test]
+    fn key_file_replaces_generate() {
+        let mut raw = RawConfig::default();
+        raw.signing_key.generate = Some(true);
+        apply(&mut raw, &lookup(&[("EKEY_SIGNING_KEY_FILE", "k.pem")])).unwrap();
+        assert_eq!(raw.signing_key.generate, None);
+        assert!(raw.signing_key.file.is_some());
+    }
+}

@@ -1,0 +1,142 @@
+//! The config file as written: every field optional, unknown fields refused
+//! (a misspelt `max_limit` must not silently fall back to its default).
+//! Numbers are read as `i64` so that range errors get our own message, which
+//! names the field, instead of a deserializer's.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub endpoints: RawEndpoints,
+    #[serde(default)]
+    pub signing_key: RawSigningKey,
+    #[serde(default)]
+    pub dpop: RawDpop,
+    #[serde(default)]
+    pub client_auth: RawClientAuth,
+    #[serde(default)]
+    pub replay: RawReplay,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub templates: Vec<RawTemplate>,
+    /// Fields set from the environment, with the variable that set them, so
+    /// an error names the variable as well as the field.
+    #[serde(skip)]
+    pub from_env: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub header_read_timeout: Option<i64>,
+    pub request_timeout: Option<i64>,
+    pub drain_timeout: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoints {
+    pub token_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks_max_age: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSigningKey {
+    pub file: Option<PathBuf>,
+    pub generate: Option<bool>,
+    pub algorithm: Option<String>,
+    pub timeout: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpop {
+    pub algorithms: Option<Vec<String>>,
+    pub max_age: Option<i64>,
+    pub leeway: Option<i64>,
+    pub nonce_secret_file: Option<PathBuf>,
+    pub nonce_secret_env: Option<String>,
+    pub nonce_window: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    pub assertion_algorithms: Option<Vec<String>>,
+    pub max_assertion_lifetime: Option<i64>,
+    pub leeway: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplay {
+    pub capacity: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClient {
+    pub id: Option<String>,
+    pub auth: Option<String>,
+    pub secret_sha256: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    /// Inline public JWKs (TOML tables with the JWK members).
+    pub jwks: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTemplate {
+    pub name: Option<String>,
+    pub clients: Option<Vec<String>>,
+    pub actions: Option<Vec<String>>,
+    pub subcap: Option<Vec<String>>,
+    pub max_limit: Option<i64>,
+    pub default_limit: Option<i64>,
+    pub ttl: Option<i64>,
+    pub audience: Option<OneOrMany>,
+    pub binding: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// A string or an array of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}

@@ -114,7 +114,11 @@ impl PublicJwk {
                 if raw.y.is_some() {
                     return Err(JwkError::InvalidMember("y"));
                 }
-                Material::Ed25519 { x: exact(raw.x, "x", 32)? }
+                let x = exact(raw.x, "x", 32)?;
+                if !ed25519_point_acceptable(&x) {
+                    return Err(JwkError::InvalidMember("x"));
+                }
+                Material::Ed25519 { x }
             }
             ("RSA", _) => {
                 let n = raw.n.ok_or(JwkError::InvalidMember("n"))?;
@@ -246,6 +250,38 @@ fn exact(v: Option<String>, name: &'static str, len: usize) -> Result<String, Jw
     }
 }
 
+/// The `y` coordinates (little-endian, sign bit cleared) of the Ed25519 points of
+/// small order: 1 (identity), p − 1 (order 2), 0 (order 4) and the two of order 8.
+/// A public key at one of them lets a forged signature verify for every message
+/// under some libraries; such keys are refused (as libsodium does).
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ],
+    [0; 32],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+        0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+        0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+    ],
+];
+
+/// Whether a 32-byte Ed25519 public key encoding (base64url, length already checked)
+/// is canonical (y < p = 2^255 − 19) and not a point of small order.
+fn ed25519_point_acceptable(x_b64: &str) -> bool {
+    let Some(bytes) = b64::decode(x_b64) else { return false };
+    let Ok(mut y) = <[u8; 32]>::try_from(bytes.as_slice()) else { return false };
+    y[31] &= 0x7f;
+    // y ≥ p: bytes 1..=30 all 0xff, top byte 0x7f, low byte ≥ 0xed.
+    let non_canonical = y[0] >= 0xed && y[1..31].iter().all(|b| *b == 0xff) && y[31] == 0x7f;
+    !non_canonical && !ED25519_SMALL_ORDER_Y.contains(&y)
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(16).collect()
 }
@@ -308,6 +344,31 @@ mod tests {
         assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
         assert!(jwk.allows(Algorithm::RS256) && !jwk.allows(Algorithm::PS256));
         assert!(!jwk.allows(Algorithm::ES256));
+    }
+
+    #[test]
+    fn ed25519_small_order_and_non_canonical_keys_rejected() {
+        let okp = |x: &[u8]| format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#, b64::encode(x));
+        // RFC 8037 A.2 public key: accepted.
+        let good = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        assert!(PublicJwk::from_json(good.as_bytes()).is_ok());
+        for y in ED25519_SMALL_ORDER_Y {
+            for sign in [0u8, 0x80] {
+                let mut k = y;
+                k[31] |= sign;
+                assert_eq!(PublicJwk::from_json(okp(&k).as_bytes()), Err(JwkError::InvalidMember("x")), "{k:02x?}");
+            }
+        }
+        // y = p and y = p + 1 (non-canonical encodings of 0 and 1), y = 2^255 - 1.
+        let mut y = [0xffu8; 32];
+        y[31] = 0x7f;
+        for low in [0xed, 0xee, 0xff] {
+            y[0] = low;
+            assert_eq!(PublicJwk::from_json(okp(&y).as_bytes()), Err(JwkError::InvalidMember("x")));
+        }
+        // y = p − 2 is canonical; the check stops at the field size.
+        y[0] = 0xeb;
+        assert!(ed25519_point_acceptable(&b64::encode(y)));
     }
 
     #[test]

@@ -65,11 +65,8 @@ impl Setup {
             tpl: Some("payments".into()),
         };
         let header = json!({"alg": "ES256", "typ": "ekey+jwt", "kid": self.issuer.thumbprint()});
-        let input = format!(
-            "{}.{}",
-            b64_encode(header.to_string()),
-            b64_encode(serde_json::to_vec(&claims).expect("claims"))
-        );
+        let input =
+            format!("{}.{}", b64_encode(header.to_string()), b64_encode(serde_json::to_vec(&claims).expect("claims")));
         format!("{input}.{}", b64_encode(self.issuer.sign(input.as_bytes()).expect("sign")))
     }
 
@@ -79,7 +76,13 @@ impl Setup {
 
     fn verify(&self, v: &Verifier, token: &str, proof: &str) {
         let auth = format!("DPoP {token}");
-        let req = PresentedRequest { method: "POST", url: URL, authorization: Some(&auth), dpop: &[proof], peer_certificate: None };
+        let req = PresentedRequest {
+            method: "POST",
+            url: URL,
+            authorization: Some(&auth),
+            dpop: &[proof],
+            peer_certificate: None,
+        };
         self.rt.block_on(v.verify(&req)).expect("accepted");
     }
 }

@@ -1,5 +1,8 @@
 //! Many concurrent uses of one token: exactly `limit` succeed.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Issuer, AUDIENCE, NOW};

@@ -1,6 +1,9 @@
 //! Property tests over the token and proof parsers: arbitrary input never
 //! panics, is never accepted, and is handled in bounded time.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Issuer, AUDIENCE, NOW};

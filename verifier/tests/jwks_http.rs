@@ -1,6 +1,9 @@
 //! `HttpJwks` against a real HTTP server on loopback: caching by
 //! `Cache-Control`/`ETag`, single-flight refetch with cooldown, stale-if-error.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use ekey_verifier::{Algorithm, HttpJwks, HttpJwksSettings, Jwks, KeyPair, KeySource, KeySourceError};
 use http_body_util::Full;

@@ -10,6 +10,9 @@
 //! crate: the files are the contract, and the verifier does not depend on the
 //! crate that generates them.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ekey_verifier::{

@@ -1,6 +1,8 @@
 //! Wycheproof vectors run through `VerifyingKey::verify`, the exact path the
 //! verifier uses for tokens and proofs.
 
+// Test helpers outside #[test] functions panic on failure by design.
+#![allow(clippy::unwrap_used)]
 use ekey_verifier::{b64_encode, Algorithm, PublicJwk, VerifyingKey};
 use serde_json::json;
 

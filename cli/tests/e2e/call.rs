@@ -1,3 +1,5 @@
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
 use crate::support::*;
 use bytes::Bytes;
 use ekey_verifier::Jwks;

@@ -2,6 +2,9 @@
 //! directories, a token-signing test issuer key, and tiny HTTP servers on
 //! 127.0.0.1:0.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::{b64_encode, Algorithm, Jwks, KeyPair};

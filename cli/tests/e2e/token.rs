@@ -1,6 +1,9 @@
 //! `ekey token` against a stand-in token endpoint that checks what the
 //! issuer will check: form body, client authentication, DPoP proof and nonce.
 
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
 use crate::support::*;
 use base64::Engine as _;
 use bytes::Bytes;

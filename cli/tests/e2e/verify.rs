@@ -1,3 +1,5 @@
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
 use crate::support::*;
 use ekey_verifier::{b64_encode, sha256_b64};
 use serde_json::{json, Value};

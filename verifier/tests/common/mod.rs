@@ -1,5 +1,8 @@
 //! Helpers shared by the verifier's API-level tests: an issuer key that signs
 //! tokens, and a verifier wired to it.
+
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use ekey_verifier::client::DpopKey;

@@ -46,10 +46,18 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
+//! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
+//! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
+//!
+//! Without tower, hyper services call [`Verifier::verify_http`] with the URL
+//! from [`ExternalUrl::rebuild`] (see `examples/hyper_service.rs` and
+//! `docs/gateway.md`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+mod axum_extract;
 mod capability;
 mod claims;
 pub mod client;
@@ -57,12 +65,15 @@ mod clock;
 pub mod dangerous;
 mod dpop;
 mod error;
+mod external_url;
 mod htu;
 mod jose;
 mod keys;
 mod nonce;
 mod store;
 mod token;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod verifier;
 
 pub use crate::capability::{ActionError, ActionPattern};
@@ -71,7 +82,10 @@ pub use crate::claims::{
 };
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier, VerifiedProof};
+#[cfg(feature = "axum")]
+pub use crate::axum_extract::MissingCapability;
 pub use crate::error::{Rejection, RETRY_AFTER_SECS};
+pub use crate::external_url::{ExternalUrl, ExternalUrlError, ExternalUrlSettings, RequestOrigin};
 pub use crate::htu::{normalize_htu, HtuError};
 pub use crate::jose::alg::{Algorithm, UnknownAlgorithm};
 pub use crate::jose::b64::{encode as b64_encode, sha256_b64};

@@ -46,6 +46,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
+//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster |
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
 //!
@@ -101,5 +102,7 @@ pub use crate::nonce::{NonceConfigError, NonceSource};
 pub use crate::store::{
     ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
 };
+#[cfg(feature = "redis")]
+pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

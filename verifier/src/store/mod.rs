@@ -1,8 +1,12 @@
 //! The replay and usage store: ONE atomic operation per request.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreSettings};
+#[cfg(feature = "redis")]
+pub use self::redis::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
 
 /// Identifies a proof for replay detection: SHA-256 of `jkt ‖ 0x00 ‖ jti`, so
 /// one client's `jti` can never collide with another's.

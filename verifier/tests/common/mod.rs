@@ -73,3 +73,5 @@ impl Issuer {
         (v, clock)
     }
 }
+
+pub mod redis;

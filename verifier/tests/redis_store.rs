@@ -1,0 +1,397 @@
+//! `RedisStore` against a real single `redis-server`: exact limits under a
+//! race between two verifier instances, proof replay, idempotent retries,
+//! TTLs on every key, fail-closed faults and recovery, the eviction check.
+
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{Issuer, AUDIENCE, ISSUER, NOW};
+use ekey_verifier::client::DpopKey;
+use ekey_verifier::{
+    Algorithm, ConsumeOutcome, ConsumeRequest, EvictionCheck, ManualClock, PresentedRequest, ProofId, RedisStore,
+    RedisStoreError, RedisStoreSettings, Rejection, StaticKeys, StoreError, TokenError, UsageStore, Verifier,
+    VerifierSettings,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn store(server: &RedisServer) -> Arc<RedisStore> {
+    Arc::new(RedisStore::connect(RedisStoreSettings::single(server.url())).await.unwrap())
+}
+
+fn proof(n: u64) -> ProofId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    ProofId(id)
+}
+
+fn req(trace: &str, limit: u32, proof: Option<ProofId>) -> ConsumeRequest<'_> {
+    ConsumeRequest { trace, limit, proof, now: NOW, retain_until: NOW + 120 }
+}
+
+fn verifier(issuer: &Issuer, store: Arc<RedisStore>) -> Verifier {
+    Verifier::with_clock(
+        VerifierSettings::new(ISSUER, AUDIENCE),
+        Arc::new(StaticKeys::new(issuer.jwks()).unwrap()),
+        store,
+        Arc::new(ManualClock::new(NOW)),
+    )
+}
+
+/// Two verifier instances, each with its own store client and connections,
+/// 1,000 concurrent requests of one token: exactly `limit` accepted, each
+/// use number handed out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_verifiers_race_exactly_limit_accepted() {
+    let server = RedisServer::start();
+    let issuer = Issuer::new();
+    let verifiers =
+        [Arc::new(verifier(&issuer, store(&server).await)), Arc::new(verifier(&issuer, store(&server).await))];
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let url = format!("{AUDIENCE}/payments/7");
+    for limit in [1u32, 37] {
+        let token = issuer.token(&client, "POST:/payments/:id", limit);
+        let proofs: Vec<String> =
+            (0..1000).map(|_| client.proof("POST", &url, Some(&token), None, NOW).unwrap()).collect();
+        let tasks: Vec<_> = proofs
+            .into_iter()
+            .enumerate()
+            .map(|(i, proof)| {
+                let (v, token, url) = (verifiers[i % 2].clone(), token.clone(), url.clone());
+                tokio::spawn(async move {
+                    let auth = format!("DPoP {token}");
+                    let req = PresentedRequest {
+                        method: "POST",
+                        url: &url,
+                        authorization: Some(&auth),
+                        dpop: &[&proof],
+                        peer_certificate: None,
+                    };
+                    v.verify(&req).await
+                })
+            })
+            .collect();
+        let mut used = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(cap) => used.push(cap.used),
+                Err(Rejection::InvalidToken(TokenError::Exhausted)) => {}
+                Err(other) => panic!("unexpected rejection {other:?}"),
+            }
+        }
+        used.sort_unstable();
+        assert_eq!(used, (1..=limit).collect::<Vec<_>>(), "limit {limit}");
+    }
+}
+
+/// The same proof sent 1,000 times at once through two clients: one use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_proof_accepted_once() {
+    let server = RedisServer::start();
+    let stores = [store(&server).await, store(&server).await];
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let s = stores[i % 2].clone();
+            tokio::spawn(async move { s.consume(&req("replayed", 1000, Some(proof(7)))).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            ConsumeOutcome::Accepted { used: 1, remaining: 999 } => accepted += 1,
+            ConsumeOutcome::ReplayedProof => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+/// Same order of checks as the in-memory store: revoked, exhausted, replay.
+#[tokio::test]
+async fn semantics_match_the_memory_store() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let m = ekey_verifier::MemoryStore::default();
+    let steps: Vec<(&str, u32, Option<ProofId>)> = vec![
+        ("t", 2, Some(proof(1))),
+        ("t", 2, Some(proof(1))),
+        ("t", 2, Some(proof(2))),
+        ("t", 2, Some(proof(3))),
+        ("t", 2, Some(proof(1))),
+        ("m", 2, None),
+        ("m", 2, None),
+        ("m", 2, None),
+    ];
+    for (trace, limit, p) in steps {
+        let r = req(trace, limit, p);
+        assert_eq!(s.consume(&r).await, m.consume(&r).await, "{trace} {p:?}");
+    }
+    s.revoke_trace("r", NOW + 100).await.unwrap();
+    m.revoke_trace("r", NOW + 100).await.unwrap();
+    assert_eq!(s.consume(&req("r", 5, Some(proof(9)))).await, Ok(ConsumeOutcome::Revoked));
+    assert_eq!(m.consume(&req("r", 5, Some(proof(9)))).await, Ok(ConsumeOutcome::Revoked));
+}
+
+/// The script answers a repeated request id with its first outcome and
+/// does not count it again; a different request with the same proof is a
+/// replay. (This is what makes retrying after a lost reply safe.)
+#[tokio::test]
+async fn same_request_id_is_idempotent() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let script = redis::Script::new(include_str!("../src/store/consume.lua"));
+    let run = |c: &mut redis::aio::MultiplexedConnection, field: &'static [u8], rid: &'static [u8]| {
+        let mut c = c.clone();
+        let script = script.clone();
+        async move {
+            let r: (i64, i64) = script
+                .key("ekey:{x}:u")
+                .key("ekey:{x}:x")
+                .arg(1)
+                .arg(60)
+                .arg(field)
+                .arg(rid)
+                .invoke_async(&mut c)
+                .await
+                .unwrap();
+            r
+        }
+    };
+    assert_eq!(run(&mut c, b"pAAAA", b"request-id-00001").await, (1, 1));
+    // The retry of that request: same answer, still one use (the limit is 1).
+    assert_eq!(run(&mut c, b"pAAAA", b"request-id-00001").await, (1, 1));
+    // The same proof in another request: exhausted first (limit 1 reached).
+    assert_eq!(run(&mut c, b"pAAAA", b"request-id-00002").await, (2, 1));
+    // Room left (limit 5) but the proof was used by another request: replay.
+    let mut c2 = c.clone();
+    let r: (i64, i64) = script
+        .key("ekey:{z}:u")
+        .key("ekey:{z}:x")
+        .arg(5)
+        .arg(60)
+        .arg("pCCCC")
+        .arg("request-id-00004")
+        .invoke_async(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(r, (1, 1));
+    let r: (i64, i64) = script
+        .key("ekey:{z}:u")
+        .key("ekey:{z}:x")
+        .arg(5)
+        .arg(60)
+        .arg("pCCCC")
+        .arg("request-id-00005")
+        .invoke_async(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(r, (3, 1));
+    let used: i64 = redis::cmd("HGET").arg("ekey:{x}:u").arg("n").query_async(&mut c).await.unwrap();
+    assert_eq!(used, 1);
+    // Bad arguments are a script error, never a silent accept.
+    let bad: redis::RedisResult<redis::Value> =
+        script.key("ekey:{y}:u").key("ekey:{y}:x").arg(0).arg(60).arg("p").arg("short").invoke_async(&mut c).await;
+    assert!(bad.is_err());
+}
+
+/// Every key the store writes has a TTL no longer than asked for.
+#[tokio::test]
+async fn every_key_has_a_ttl() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    for i in 0..50u64 {
+        let trace = format!("trace-{}", i % 7);
+        let p = if i % 3 == 0 { None } else { Some(proof(i)) };
+        s.consume(&req(&trace, 5, p)).await.unwrap();
+    }
+    s.revoke_trace("soon", unix_now() + 30).await.unwrap();
+    s.revoke_trace("far", unix_now() + 1_000_000).await.unwrap();
+    let keys = server.cli(&["--scan", "--pattern", "*"]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    for k in keys {
+        let ttl: i64 = server.cli(&["TTL", k]).parse().unwrap();
+        let max = if k.ends_with(":x") { 3600 } else { 120 };
+        assert!((1..=max).contains(&ttl), "{k}: TTL {ttl}");
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Redis killed in the middle of a load loop: every request during the
+/// outage is refused within the timeout bound, nothing is accepted beyond
+/// the limit, and the same store works again once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_closed_and_recovers() {
+    let mut server = RedisServer::start();
+    let settings = RedisStoreSettings {
+        request_timeout_ms: 300,
+        response_timeout_ms: 200,
+        ..RedisStoreSettings::single(server.url())
+    };
+    let s = Arc::new(RedisStore::connect(settings).await.unwrap());
+    let limit = 400;
+    let mut accepted = 0u32;
+    let mut refused_in_outage = 0;
+    for i in 0..300u64 {
+        if i == 100 {
+            server.kill();
+        }
+        let started = Instant::now();
+        let r = s.consume(&req("load", limit, Some(proof(i)))).await;
+        assert!(started.elapsed() < Duration::from_millis(1500), "request {i} took {:?}", started.elapsed());
+        match r {
+            Ok(ConsumeOutcome::Accepted { .. }) => {
+                assert!(i < 100, "request {i} accepted while Redis was down");
+                accepted += 1;
+            }
+            Err(StoreError::Unavailable(_)) => {
+                assert!(i >= 100, "request {i} refused while Redis was up");
+                refused_in_outage += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((accepted, refused_in_outage), (100, 200));
+    assert!(s.failures() >= 200);
+    server.restart();
+    // Back without a new store: the connection is re-established by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.consume(&req("after", 1, Some(proof(1)))).await {
+            Ok(ConsumeOutcome::Accepted { used: 1, .. }) => break,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("no recovery: {other:?}"),
+        }
+    }
+    assert_eq!(s.consume(&req("after", 1, Some(proof(2)))).await, Ok(ConsumeOutcome::Exhausted));
+}
+
+/// `SCRIPT FLUSH` between requests: `EVALSHA` fails with `NOSCRIPT`, the
+/// store falls back to `EVAL`, and counts stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_mid_run_stays_correct() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let mut accepted = 0;
+    for i in 0..60u64 {
+        if i % 10 == 5 {
+            assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+        }
+        if let ConsumeOutcome::Accepted { used, .. } = s.consume(&req("flush", 40, Some(proof(i)))).await.unwrap() {
+            accepted += 1;
+            assert_eq!(used, accepted);
+        }
+    }
+    assert_eq!(accepted, 40);
+}
+
+/// A long-running script makes Redis answer `BUSY`: refused, not waited
+/// out or accepted; after `SCRIPT KILL` the store works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_redis_is_refused() {
+    let server = RedisServer::start_with(&["--busy-reply-threshold", "50"]);
+    let s = store(&server).await;
+    assert!(matches!(s.consume(&req("busy", 3, Some(proof(1)))).await, Ok(ConsumeOutcome::Accepted { .. })));
+    let port = server.port.to_string();
+    let mut spin = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "EVAL", "while true do end", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.consume(&req("busy", 3, Some(proof(2)))).await;
+    assert!(matches!(&r, Err(StoreError::Unavailable(why)) if why.contains("BUSY") || why.contains("busy")), "{r:?}");
+    assert_eq!(server.cli(&["SCRIPT", "KILL"]), "OK");
+    let _ = spin.wait();
+    assert_eq!(
+        s.consume(&req("busy", 3, Some(proof(3)))).await,
+        Ok(ConsumeOutcome::Accepted { used: 2, remaining: 1 })
+    );
+}
+
+/// An evicting `maxmemory-policy` stops start-up, or only warns, as configured.
+#[tokio::test]
+async fn eviction_policy_checked_at_start() {
+    let server = RedisServer::start_with(&["--maxmemory", "1mb", "--maxmemory-policy", "allkeys-lru"]);
+    let refuse = RedisStore::connect(RedisStoreSettings::single(server.url())).await;
+    match refuse {
+        Err(RedisStoreError::Eviction(why)) => assert!(why.contains("allkeys-lru"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let warn = RedisStoreSettings { eviction_check: EvictionCheck::Warn, ..RedisStoreSettings::single(server.url()) };
+    assert!(RedisStore::connect(warn).await.is_ok());
+    // volatile-* evicts our keys too: every one of them has a TTL.
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"]);
+    assert!(matches!(
+        RedisStore::connect(RedisStoreSettings::single(server.url())).await,
+        Err(RedisStoreError::Eviction(_))
+    ));
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    assert!(RedisStore::connect(RedisStoreSettings::single(server.url())).await.is_ok());
+}
+
+/// Unreachable at start: a clear error within the connect timeout.
+#[tokio::test]
+async fn unreachable_at_start_is_an_error() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let started = Instant::now();
+    let r = RedisStore::connect(RedisStoreSettings::single(server.url())).await;
+    assert!(matches!(r, Err(RedisStoreError::Connect(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Password from a file; a wrong one is refused at start.
+#[tokio::test]
+async fn password_file() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret-for-test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "s3cret-for-test\n").unwrap();
+    let ok = RedisStoreSettings { password_file: Some(file.clone()), ..RedisStoreSettings::single(server.url()) };
+    let s = RedisStore::connect(ok).await.unwrap();
+    assert!(matches!(s.consume(&req("pw", 1, None)).await, Ok(ConsumeOutcome::Accepted { .. })));
+    std::fs::write(&file, "wrong").unwrap();
+    let bad = RedisStoreSettings { password_file: Some(file), ..RedisStoreSettings::single(server.url()) };
+    assert!(RedisStore::connect(bad).await.is_err());
+}
+
+/// `WAIT` with no replica attached: the use is refused (deny on timeout).
+#[tokio::test]
+async fn wait_for_missing_replica_denies() {
+    let server = RedisServer::start();
+    let settings =
+        RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 20, ..RedisStoreSettings::single(server.url()) };
+    let s = RedisStore::connect(settings).await.unwrap();
+    let r = s.consume(&req("w", 5, Some(proof(1)))).await;
+    assert!(matches!(&r, Err(StoreError::Unavailable(why)) if why.contains("WAIT")), "{r:?}");
+}
+
+/// Bytes per trace and per proof, as `MEMORY USAGE` reports them (printed
+/// for docs/replay-store.md; bounded so a layout change that bloats keys fails).
+#[tokio::test]
+async fn memory_per_trace_and_proof() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let trace = "Zm9vYmFyYmF6cXV4cXV1eA"; // 22 characters, like a 128-bit trace
+    s.consume(&req(trace, 100, Some(proof(0)))).await.unwrap();
+    let key = s.usage_key(trace);
+    let one: i64 = server.cli(&["MEMORY", "USAGE", &key, "SAMPLES", "0"]).parse().unwrap();
+    for i in 1..=10u64 {
+        s.consume(&req(trace, 100, Some(proof(i)))).await.unwrap();
+    }
+    let eleven: i64 = server.cli(&["MEMORY", "USAGE", &key, "SAMPLES", "0"]).parse().unwrap();
+    let per_proof = (eleven - one) / 10;
+    println!("MEMORY USAGE: trace with 1 proof {one} B, per further proof {per_proof} B");
+    assert!(one < 300 && per_proof < 80, "{one} {per_proof}");
+}

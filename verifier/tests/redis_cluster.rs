@@ -1,0 +1,232 @@
+//! `RedisStore` against a real 3-master Redis Cluster: exact limits under a
+//! race between two verifier instances, proof replay, one slot per trace,
+//! `MOVED` after a reshard, `SCRIPT FLUSH` on every node, TTLs, the
+//! eviction check per node.
+
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::redis::RedisCluster;
+use common::{Issuer, AUDIENCE, ISSUER, NOW};
+use ekey_verifier::client::DpopKey;
+use ekey_verifier::{
+    Algorithm, ConsumeOutcome, ConsumeRequest, ManualClock, PresentedRequest, ProofId, RedisStore, RedisStoreError,
+    RedisStoreSettings, Rejection, StaticKeys, TokenError, UsageStore, Verifier, VerifierSettings,
+};
+use std::sync::Arc;
+
+async fn store(cluster: &RedisCluster) -> Arc<RedisStore> {
+    Arc::new(RedisStore::connect(RedisStoreSettings::cluster(cluster.urls())).await.unwrap())
+}
+
+fn proof(n: u64) -> ProofId {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    ProofId(id)
+}
+
+fn req(trace: &str, limit: u32, proof: Option<ProofId>) -> ConsumeRequest<'_> {
+    ConsumeRequest { trace, limit, proof, now: NOW, retain_until: NOW + 120 }
+}
+
+/// Redis Cluster's key slot: CRC16/XMODEM of the hash tag, mod 16384.
+fn slot_of_tag(tag: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in tag.as_bytes() {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
+}
+
+/// One cluster for every check of this file (starting one takes seconds);
+/// the checks use distinct traces, so they do not interfere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_store() {
+    let cluster = RedisCluster::start(3);
+    let a = store(&cluster).await;
+    let b = store(&cluster).await;
+
+    // The CRC16 here agrees with the server's, so the reshard check below
+    // targets the right slot.
+    for t in ["abc", "Zm9vYmFy", "x"] {
+        let server: u16 = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", t]).parse().unwrap();
+        assert_eq!(slot_of_tag(t), server, "{t}");
+    }
+
+    race_between_two_verifiers(&cluster, &a, &b).await;
+    replayed_proof_once(&a, &b).await;
+    one_slot_per_trace_spread_over_nodes(&cluster, &a).await;
+    script_flush_everywhere(&cluster, &a).await;
+    follows_moved_after_reshard(&cluster, &a, &b).await;
+    every_key_has_a_ttl(&cluster);
+    eviction_checked_on_every_master(&cluster).await;
+}
+
+async fn race_between_two_verifiers(cluster: &RedisCluster, a: &Arc<RedisStore>, b: &Arc<RedisStore>) {
+    let issuer = Issuer::new();
+    let v = |s: &Arc<RedisStore>| {
+        Arc::new(Verifier::with_clock(
+            VerifierSettings::new(ISSUER, AUDIENCE),
+            Arc::new(StaticKeys::new(issuer.jwks()).unwrap()),
+            s.clone(),
+            Arc::new(ManualClock::new(NOW)),
+        ))
+    };
+    let verifiers = [v(a), v(b)];
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let url = format!("{AUDIENCE}/payments/7");
+    let limit = 37;
+    let token = issuer.token(&client, "POST:/payments/:id", limit);
+    let proofs: Vec<String> = (0..1000).map(|_| client.proof("POST", &url, Some(&token), None, NOW).unwrap()).collect();
+    let tasks: Vec<_> = proofs
+        .into_iter()
+        .enumerate()
+        .map(|(i, proof)| {
+            let (v, token, url) = (verifiers[i % 2].clone(), token.clone(), url.clone());
+            tokio::spawn(async move {
+                let auth = format!("DPoP {token}");
+                let req = PresentedRequest {
+                    method: "POST",
+                    url: &url,
+                    authorization: Some(&auth),
+                    dpop: &[&proof],
+                    peer_certificate: None,
+                };
+                v.verify(&req).await
+            })
+        })
+        .collect();
+    let mut used = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(cap) => used.push(cap.used),
+            Err(Rejection::InvalidToken(TokenError::Exhausted)) => {}
+            Err(other) => panic!("unexpected rejection {other:?}"),
+        }
+    }
+    used.sort_unstable();
+    assert_eq!(used, (1..=limit).collect::<Vec<_>>());
+    let _ = cluster;
+}
+
+async fn replayed_proof_once(a: &Arc<RedisStore>, b: &Arc<RedisStore>) {
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { s.consume(&req("cluster-replay", 1000, Some(proof(3)))).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            ConsumeOutcome::Accepted { used: 1, .. } => accepted += 1,
+            ConsumeOutcome::ReplayedProof => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+async fn one_slot_per_trace_spread_over_nodes(cluster: &RedisCluster, a: &Arc<RedisStore>) {
+    for i in 0..30 {
+        let trace = format!("spread{i}");
+        a.consume(&req(&trace, 2, Some(proof(i)))).await.unwrap();
+        a.revoke_trace(&trace, unix_now() + 60).await.unwrap();
+        let (u, x) = (a.usage_key(&trace), a.revocation_key(&trace));
+        let su = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", &u]);
+        assert_eq!(su, cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", &x]));
+        assert_eq!(cluster.node_for(&u).cli(&["EXISTS", &u, &x]), "2");
+        assert_eq!(a.consume(&req(&trace, 2, Some(proof(100 + i)))).await, Ok(ConsumeOutcome::Revoked));
+    }
+    for n in &cluster.nodes {
+        let keys: u64 = n.cli(&["DBSIZE"]).parse().unwrap();
+        assert!(keys > 0, "node {} holds no trace", n.port);
+    }
+}
+
+async fn script_flush_everywhere(cluster: &RedisCluster, a: &Arc<RedisStore>) {
+    let mut accepted = 0;
+    for i in 0..90u64 {
+        if i % 15 == 7 {
+            for n in &cluster.nodes {
+                assert_eq!(n.cli(&["SCRIPT", "FLUSH"]), "OK");
+            }
+        }
+        let trace = format!("flush{}", i % 3);
+        if let ConsumeOutcome::Accepted { .. } = a.consume(&req(&trace, 20, Some(proof(1000 + i)))).await.unwrap() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 60);
+}
+
+/// A slot moves to another master while in use: the store follows `MOVED`
+/// and the counter, migrated with the slot, stays exact.
+async fn follows_moved_after_reshard(cluster: &RedisCluster, a: &Arc<RedisStore>, b: &Arc<RedisStore>) {
+    let ids: Vec<(String, u16)> = cluster.nodes.iter().map(|n| (n.cli(&["CLUSTER", "MYID"]), n.port)).collect();
+    // `--cluster reshard` moves the source's lowest slots first: find a trace in
+    // the lowest slot of node 0.
+    let nodes = cluster.nodes[0].cli(&["CLUSTER", "NODES"]);
+    let me = nodes.lines().find(|l| l.contains("myself")).unwrap();
+    let lowest = me
+        .split_whitespace()
+        .skip(8)
+        .filter_map(|r| r.split('-').next().and_then(|a| a.parse::<u16>().ok()))
+        .min()
+        .unwrap();
+    let trace = (0u64..).map(|i| format!("mv{i}")).find(|t| slot_of_tag(t) == lowest).unwrap();
+    for i in 0..3 {
+        assert!(matches!(
+            a.consume(&req(&trace, 10, Some(proof(5000 + i)))).await,
+            Ok(ConsumeOutcome::Accepted { .. })
+        ));
+    }
+    let to = &ids[1];
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &cluster.nodes[0].addr()])
+        .args(["--cluster-from", &ids[0].0, "--cluster-to", &to.0, "--cluster-slots", "1", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let usage = a.usage_key(&trace);
+    assert_eq!(cluster.node_for(&usage).port, to.1, "slot {lowest} did not move");
+    for (i, s) in [a, b, a].into_iter().enumerate() {
+        let r = s.consume(&req(&trace, 10, Some(proof(6000 + i as u64)))).await.unwrap();
+        assert_eq!(r, ConsumeOutcome::Accepted { used: 4 + i as u32, remaining: 6 - i as u32 });
+    }
+}
+
+fn every_key_has_a_ttl(cluster: &RedisCluster) {
+    let mut total = 0;
+    for n in &cluster.nodes {
+        let keys = n.cli(&["--scan", "--pattern", "*"]);
+        for k in keys.lines() {
+            let ttl: i64 = n.cli(&["TTL", k]).parse().unwrap();
+            assert!((1..=3600).contains(&ttl), "{k}: TTL {ttl}");
+            total += 1;
+        }
+    }
+    assert!(total >= 60, "{total}");
+}
+
+async fn eviction_checked_on_every_master(cluster: &RedisCluster) {
+    let n = &cluster.nodes[2];
+    n.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    match RedisStore::connect(RedisStoreSettings::cluster(cluster.urls())).await {
+        Err(RedisStoreError::Eviction(why)) => {
+            assert!(why.contains("allkeys-lfu") && why.contains(&n.port.to_string()), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    n.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    assert!(RedisStore::connect(RedisStoreSettings::cluster(cluster.urls())).await.is_ok());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}

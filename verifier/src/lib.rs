@@ -49,6 +49,7 @@
 //! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster |
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
+//! | `tokio-rustls` | no | `mtls::peer_certificate_der`: the client certificate of a tokio-rustls connection |
 //!
 //! Without tower, hyper services call [`Verifier::verify_http`] with the URL
 //! from [`ExternalUrl::rebuild`] (see `examples/hyper_service.rs` and
@@ -70,6 +71,7 @@ mod external_url;
 mod htu;
 mod jose;
 mod keys;
+pub mod mtls;
 mod nonce;
 mod store;
 mod token;

@@ -9,6 +9,7 @@ use crate::htu::{normalize_htu, path_of};
 use crate::jose::alg::Algorithm;
 use crate::jose::b64;
 use crate::keys::KeySource;
+use crate::mtls::ClientCert;
 use crate::store::{ConsumeOutcome, ConsumeRequest, ProofId, UsageStore};
 use crate::token::{TokenError, TokenSettings, TokenVerifier};
 use std::sync::Arc;
@@ -130,6 +131,27 @@ impl Verifier {
 
     /// Runs every check and consumes one use. Returns only when all passed.
     pub async fn verify(&self, req: &PresentedRequest<'_>) -> Result<VerifiedCapability, Rejection> {
+        self.verify_inner(req, || req.peer_certificate.map(openssl::sha::sha256)).await
+    }
+
+    /// [`Verifier::verify`] with the client certificate as a
+    /// [`ClientCertSource`](crate::mtls::ClientCertSource) found it (from the
+    /// TLS connection or a trusted proxy's header); `req.peer_certificate` is
+    /// not used.
+    pub async fn verify_with_client_cert(
+        &self,
+        req: &PresentedRequest<'_>,
+        cert: Option<&ClientCert>,
+    ) -> Result<VerifiedCapability, Rejection> {
+        self.verify_inner(req, || cert.map(ClientCert::sha256)).await
+    }
+
+    /// `cert_sha256` is asked for only when the token is certificate-bound.
+    async fn verify_inner(
+        &self,
+        req: &PresentedRequest<'_>,
+        cert_sha256: impl FnOnce() -> Option<[u8; 32]>,
+    ) -> Result<VerifiedCapability, Rejection> {
         let now = self.clock.now();
         let (scheme, token) = parse_authorization(req.authorization)?;
         let claims = self.tokens.verify(token, now).await?;
@@ -150,10 +172,9 @@ impl Verifier {
                 if scheme != Scheme::Bearer {
                     return Err(TokenError::Binding("certificate-bound token must use the Bearer scheme").into());
                 }
-                let cert = req
-                    .peer_certificate
+                let cert = cert_sha256()
                     .ok_or(TokenError::Binding("certificate-bound token presented without a client certificate"))?;
-                let actual = b64::sha256_b64(cert);
+                let actual = b64::encode(cert);
                 if actual.len() != x5t.len() || !openssl::memcmp::eq(actual.as_bytes(), x5t.as_bytes()) {
                     return Err(TokenError::Binding("client certificate does not match the token").into());
                 }

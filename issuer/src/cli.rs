@@ -17,6 +17,8 @@ Examples:
   ekey-issuer dev
   ekey-issuer dev --port 0 --admin-port 0 --print-json
   ekey-issuer check-config --config /etc/ekey/issuer.toml
+  ekey-issuer keys --config /etc/ekey/issuer.toml
+  ekey-issuer keys --config /etc/ekey/issuer.toml --jwks > jwks-backup.json
   ekey-issuer serve --config /etc/ekey/issuer.toml"
 )]
 pub struct Cli {
@@ -34,6 +36,21 @@ pub enum Command {
     CheckConfig(ConfigArgs),
     /// Start a development issuer on loopback: in-memory key, demo clients and templates.
     Dev(DevArgs),
+    /// Print the JWKS the configuration would publish and each key's state
+    /// (active, next, previous; since when); exit 2 if the keys may not be
+    /// used now (e.g. a key made active before a JWKS max-age has passed).
+    Keys(KeysArgs),
+}
+
+/// `keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print only the JWKS (JSON), e.g. to keep a copy for disaster recovery.
+    #[arg(long)]
+    pub jwks: bool,
 }
 
 /// Log line format on the command line.
@@ -114,5 +131,8 @@ mod tests {
         assert!(
             Cli::try_parse_from(["ekey-issuer", "check-config"]).is_err() || std::env::var_os("EKEY_CONFIG").is_some()
         );
+        let c = Cli::try_parse_from(["ekey-issuer", "keys", "--config", "f.toml", "--jwks"]).unwrap();
+        let Command::Keys(k) = c.command else { panic!("not keys") };
+        assert!(k.jwks);
     }
 }

@@ -65,6 +65,7 @@ mod token;
 pub use crate::clients::{
     AssertionSettings, AuthError, AuthMethod, Authenticated, ClientRegistry, Credentials, RegistryError,
 };
+pub use crate::config::PublishedKeyConfig;
 pub use crate::config::{
     env_variables, process_env, BindingRequirement, ClientAuthConfig, ClientAuthMethod, ClientConfig, Config,
     ConfigError, DpopConfig, EndpointsConfig, EnvLookup, JwksSource, LogConfig, LogFormat, NonceConfig, ReplayConfig,
@@ -72,12 +73,12 @@ pub use crate::config::{
 };
 pub use crate::dpop::DpopError;
 pub use crate::http::{Acceptor, ConnectionInfo, PlainAcceptor};
-pub use crate::keyset::{KeyRole, KeySet, PublishedKey};
+pub use crate::keyset::{check_schedule, load as load_keys, report as keys_report, KeyRole, KeySet, PublishedKey};
 pub use crate::mint::MintError;
 pub use crate::policy::{BindingName, CapabilityRequest, Grant, OfferedBinding, Policy, PolicyError, RequestedVia};
 pub use crate::providers::{Providers, MIN_SECRET_LEN};
 pub use crate::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey, Seen};
 pub use crate::routes::{JWKS_PATH, METADATA_PATH, TOKEN_PATH};
 pub use crate::server::{Bound, PublicUrls, Server, ServerHandle, StartError};
-pub use crate::signer::{LocalSigner, SignError, Signer};
+pub use crate::signer::{KmsClient, KmsError, KmsPublicKey, KmsSettings, KmsSigner, LocalSigner, SignError, Signer};
 pub use crate::token::{ErrorCode, OAuthError, CAPABILITY_TYPE, CLIENT_CREDENTIALS, JWT_BEARER};

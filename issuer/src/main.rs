@@ -3,9 +3,10 @@
 //! error goes straight to standard error.
 
 use clap::Parser;
-use ekey_issuer::cli::{Cli, Command, DevArgs, ServeArgs};
+use ekey_issuer::cli::{Cli, Command, DevArgs, KeysArgs, ServeArgs};
 use ekey_issuer::dev::{banner, DevIssuer, DevOptions};
 use ekey_issuer::{telemetry, Config, LogConfig, PlainAcceptor, Providers, Server, StartError};
+use ekey_verifier::Clock as _;
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::CheckConfig(args) => check_config(&args.config).await,
         Command::Dev(args) => dev(args).await,
+        Command::Keys(args) => keys(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +71,26 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     for w in &config.warnings {
         println!("warning: {w}");
     }
+    Ok(())
+}
+
+/// The key set as the config describes it now; the JWKS on standard output
+/// (alone with `--jwks`), the state of each key before it.
+async fn keys(args: KeysArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config.config).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let now = ekey_verifier::SystemClock.now();
+    let max_age = config.endpoints.jwks_max_age;
+    let (set, warnings) =
+        ekey_issuer::load_keys(&config.signing_key, max_age, now).await.map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let jwks = serde_json::to_string_pretty(&set.jwks().to_json()).map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    if !args.jwks {
+        print!("{}", ekey_issuer::keys_report(&set, &config.signing_key, max_age, now));
+        for w in &warnings {
+            println!("warning: {w}");
+        }
+        println!();
+    }
+    println!("{jwks}");
     Ok(())
 }
 

@@ -6,10 +6,10 @@
 //! a failing signer, a manual clock.
 
 use crate::clients::{AssertionSettings, ClientRegistry};
-use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource, SigningKeySource};
+use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource};
 use crate::keyset::KeySet;
 use crate::replay::{MemoryReplayCache, ReplayCache};
-use crate::signer::{LocalSigner, Signer};
+use crate::signer::Signer;
 use ekey_verifier::{from_json_strict, Clock, NonceSource, PublicJwk, SystemClock, VerifyingKey};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,8 +36,12 @@ pub struct Providers {
 impl Providers {
     /// Builds everything `config` names.
     pub async fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let signer: Arc<dyn Signer> = Arc::new(local_signer(&config.signing_key.source)?);
-        self_test(signer.as_ref()).await?;
+        let now = SystemClock.now();
+        let (keys, schedule) = crate::keyset::load(&config.signing_key, config.endpoints.jwks_max_age, now).await?;
+        for w in schedule {
+            tracing::warn!("{w}");
+        }
+        self_test(keys.active().as_ref()).await?;
         let dpop_nonce = match &config.dpop.nonce {
             None => None,
             Some(n) => {
@@ -49,7 +53,7 @@ impl Providers {
             }
         };
         Ok(Self {
-            keys: KeySet::new(signer),
+            keys,
             clients: clients(config)?,
             replay: Arc::new(MemoryReplayCache::new(config.replay.capacity)),
             clock: Arc::new(SystemClock),
@@ -79,24 +83,6 @@ impl Providers {
     pub fn with_replay_cache(mut self, replay: Arc<dyn ReplayCache>) -> Self {
         self.replay = replay;
         self
-    }
-}
-
-fn local_signer(source: &SigningKeySource) -> Result<LocalSigner, ConfigError> {
-    match source {
-        SigningKeySource::Generate(alg) => LocalSigner::generate(*alg)
-            .map_err(|e| ConfigError::invalid("signing_key.algorithm", format!("cannot generate a key: {e}"))),
-        SigningKeySource::PemFile { path, expect } => {
-            let signer = LocalSigner::from_pem_file(path)
-                .map_err(|e| ConfigError::invalid("signing_key.file", e.to_string()))?;
-            match expect {
-                Some(alg) if *alg != signer.algorithm() => Err(ConfigError::invalid(
-                    "signing_key.algorithm",
-                    format!("{alg} does not match the key file, which is a {} key", signer.algorithm()),
-                )),
-                _ => Ok(signer),
-            }
-        }
     }
 }
 

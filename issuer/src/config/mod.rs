@@ -32,10 +32,13 @@
 
 mod env;
 mod raw;
+mod signing;
 mod validate;
 
 pub use env::{process_env, variables as env_variables, EnvLookup};
 pub(crate) use raw::{OneOrMany, RawClient, RawConfig};
+pub(crate) use signing::format_rfc3339;
+pub use signing::PublishedKeyConfig;
 
 use ekey_verifier::{Algorithm, PublicJwk};
 use std::fmt;
@@ -173,15 +176,46 @@ pub enum SigningKeySource {
         /// The algorithm the config expects, if it named one.
         expect: Option<Algorithm>,
     },
+    /// A KMS key by key id, key ARN, alias (`alias/…`) or alias ARN.
+    Kms {
+        /// The key.
+        key_id: String,
+        /// ES256/ES384 follow the key's curve; RSA keys sign PS256 unless
+        /// this says RS256.
+        algorithm: Option<Algorithm>,
+    },
+    /// A public JWK file: a next or previous key whose private half is
+    /// elsewhere (or gone). Never the active key.
+    PublicJwk {
+        /// The file.
+        path: PathBuf,
+        /// The algorithm, unless the JWK's `alg` says it.
+        algorithm: Option<Algorithm>,
+    },
 }
 
-/// The signing key.
+/// The signing keys: the active one, and the ones only published during a
+/// rotation (see `docs/key-rotation.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyConfig {
-    /// The key.
+    /// The active key: it signs every token.
     pub source: SigningKeySource,
     /// Longest a signature may take before the request gets a 503. Defaults to 5 s.
     pub timeout: Duration,
+    /// When the active key was first published (as a `next` key), Unix
+    /// seconds. Required when `previous` keys are listed; the key may sign
+    /// only from `published_at + endpoints.jwks_max_age`.
+    pub published_at: Option<i64>,
+    /// Keys published ahead of their turn to sign.
+    pub next: Vec<PublishedKeyConfig>,
+    /// Keys that signed before and stay published until their tokens and
+    /// every cached JWKS without the active key are gone.
+    pub previous: Vec<PublishedKeyConfig>,
+    /// How long a previous key stays published after `retired_at`.
+    /// Defaults to 24 h; at least 300 s + 60 s + `endpoints.jwks_max_age`.
+    pub previous_retention: Duration,
+    /// How KMS is reached (for every KMS key of the set).
+    pub kms: crate::signer::KmsSettings,
 }
 
 /// A secret's source. The secret itself never sits in the config.

@@ -62,14 +62,7 @@ pub(crate) struct RawEndpoints {
     pub jwks_max_age: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSigningKey {
-    pub file: Option<PathBuf>,
-    pub generate: Option<bool>,
-    pub algorithm: Option<String>,
-    pub timeout: Option<i64>,
-}
+pub(crate) use super::signing::RawSigningKey;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,12 +7,12 @@ use ekey_verifier::{ActionPattern, MAX_LIMIT, MAX_TTL_SECS};
 use std::collections::HashSet;
 
 /// Builds field names and errors; knows which fields the environment set.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     from_env: &'a [(&'static str, &'static str)],
 }
 
 impl Fields<'_> {
-    fn err(&self, field: &str, problem: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, field: &str, problem: impl Into<String>) -> ConfigError {
         match self.from_env.iter().find(|(f, _)| *f == field) {
             Some((_, var)) => ConfigError::invalid(format!("{field} (from {var})"), problem),
             None => ConfigError::invalid(field, problem),
@@ -20,7 +20,7 @@ impl Fields<'_> {
     }
 
     /// An integer in `range`, or `default` when absent.
-    fn int<T: TryFrom<i64> + Copy>(
+    pub(super) fn int<T: TryFrom<i64> + Copy>(
         &self,
         field: &str,
         value: Option<i64>,
@@ -38,7 +38,13 @@ impl Fields<'_> {
         T::try_from(v).map_err(|_| self.err(field, format!("{v} is out of range")))
     }
 
-    fn secs(&self, field: &str, value: Option<i64>, max: i64, default: u64) -> Result<Duration, ConfigError> {
+    pub(super) fn secs(
+        &self,
+        field: &str,
+        value: Option<i64>,
+        max: i64,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
         Ok(Duration::from_secs(self.int(field, value, 1..=max, default, " s")?))
     }
 
@@ -62,7 +68,7 @@ impl Fields<'_> {
             .collect()
     }
 
-    fn url(&self, field: &str, value: &str) -> Result<url::Url, ConfigError> {
+    pub(super) fn url(&self, field: &str, value: &str) -> Result<url::Url, ConfigError> {
         let u = url::Url::parse(value)
             .map_err(|e| self.err(field, format!("{:?} is not an absolute URL ({e})", short(value))))?;
         if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
@@ -149,39 +155,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         jwks_max_age: f.int("endpoints.jwks_max_age", e.jwks_max_age, 0..=86_400, 300, " s")?,
     };
 
-    let k = raw.signing_key;
-    let expect = k
-        .algorithm
-        .as_deref()
-        .map(|a| {
-            a.parse::<Algorithm>()
-                .map_err(|_| f.err("signing_key.algorithm", format!("unsupported algorithm {:?}", short(a))))
-        })
-        .transpose()?;
-    if let Some(a) = expect.filter(|a| !matches!(a, Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA)) {
-        return Err(
-            f.err("signing_key.algorithm", format!("{a} is not available for local keys (ES256, ES384, EdDSA)"))
-        );
-    }
-    let source = match (k.file, k.generate) {
-        (Some(_), Some(true)) => return Err(f.err("signing_key", "set either file or generate = true, not both")),
-        (Some(path), _) => SigningKeySource::PemFile { path: base.join(path), expect },
-        (None, Some(true)) => {
-            warnings.push(
-                "signing_key.generate: the signing key lives in memory only; every replica and every restart \
-                 publishes a different key"
-                    .into(),
-            );
-            SigningKeySource::Generate(expect.unwrap_or(Algorithm::ES256))
-        }
-        (None, _) => {
-            return Err(f.err(
-                "signing_key",
-                "no key: set file = \"…pem\" (PKCS#8 private key) or generate = true (in-memory key, one process)",
-            ))
-        }
-    };
-    let signing_key = SigningKeyConfig { source, timeout: f.secs("signing_key.timeout", k.timeout, 60, 5)? };
+    let signing_key = super::signing::validate(&f, raw.signing_key, base, endpoints.jwks_max_age, &mut warnings)?;
 
     let d = raw.dpop;
     let nonce_secret = match (d.nonce_secret_file, d.nonce_secret_env) {

@@ -1,8 +1,12 @@
 //! Token signing behind a trait, so the private key can live elsewhere (a
 //! KMS) without the token endpoint knowing. One [`Signer::sign`] call per token.
 
+mod breaker;
+mod der;
+mod kms;
 mod local;
 
+pub use kms::{KmsClient, KmsError, KmsPublicKey, KmsSettings, KmsSigner};
 pub use local::LocalSigner;
 
 use async_trait::async_trait;

@@ -1,0 +1,466 @@
+//! `KmsSigner` against a real KMS API: moto's server (`moto[server]`),
+//! started on a free loopback port and killed on drop. Tokens signed through
+//! KMS for each key type are checked by the real verifier; a KMS outage
+//! (a proxy in front of moto stopped and restarted) gives fast 503s and a
+//! not-ready issuer, and the issuer recovers without a restart.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use aws_sdk_kms::config::{Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use common::*;
+use ekey_issuer::{Config, KmsClient, KmsSettings, KmsSigner, Providers, Server, ServerHandle, Signer};
+use ekey_verifier::client::DpopKey;
+use ekey_verifier::{
+    dangerous, Algorithm, HttpJwks, HttpJwksSettings, MemoryStore, Verifier, VerifierSettings, VerifyingKey,
+};
+use http::Method;
+use serde_json::json;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+const SECRET: &str = "kms-test-client-secret-0123456789";
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// moto's server on loopback, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = free_port();
+        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(str::to_owned);
+        let spawn = |program: &str, pre: &[&str]| {
+            Command::new(program)
+                .args(pre)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        let mut child = match spawn("moto_server", &[]) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => spawn("python3", &["-m", "moto.server"])
+                .unwrap_or_else(|e| panic!("{}", missing(&format!("cannot run moto_server or python3 ({e})")))),
+            Err(e) => panic!("{}", missing(&format!("cannot run moto_server ({e})"))),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{}", missing(&format!("the moto server exited at start ({status})")));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the moto server did not listen on 127.0.0.1:{port} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+fn missing(why: &str) -> String {
+    format!(
+        "{why}: these tests need moto's KMS server. Run scripts/test (it installs it) or `pip install 'moto[server]'`"
+    )
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on a fixed loopback port that can be stopped (connections
+/// refused, open ones cut) and started again on the same port.
+struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Option<JoinSet<()>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut p = Self { addr: listener.local_addr().unwrap(), upstream, tasks: None };
+        p.serve(listener);
+        p
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let upstream = self.upstream;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                conns.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Closes the port and cuts every open connection (dropping the
+    /// accept task drops its connection set).
+    async fn stop(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    async fn restart(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "test",
+        )))
+        .build()
+}
+
+fn client(endpoint: &str, settings: KmsSettings) -> KmsClient {
+    KmsClient::from_sdk_config(&sdk_config(), KmsSettings { endpoint: Some(endpoint.to_owned()), ..settings }).unwrap()
+}
+
+/// A plain SDK client for setting moto up (CreateKey, CreateAlias).
+fn admin_client(endpoint: &str) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::config::Builder::from(&sdk_config())
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+/// CreateKey (SIGN_VERIFY) and an alias for it; returns the alias.
+async fn create_key(endpoint: &str, spec: KeySpec, alias: &str) -> String {
+    let kms = admin_client(endpoint);
+    let key = kms.create_key().key_usage(KeyUsageType::SignVerify).key_spec(spec).send().await.unwrap();
+    let id = key.key_metadata().unwrap().key_id().to_owned();
+    let alias = format!("alias/{alias}");
+    kms.create_alias().alias_name(&alias).target_key_id(id).send().await.unwrap();
+    alias
+}
+
+/// An issuer whose only key is `signer`, for `audience`.
+async fn issuer(signer: Arc<dyn Signer>, audience: &str) -> ServerHandle {
+    let config = Config::from_toml_str(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        [signing_key]
+        generate = true
+        timeout = 3
+        [[clients]]
+        id = "worker"
+        auth = "client_secret_basic"
+        secret_sha256 = "{}"
+        [[templates]]
+        name = "payments.create"
+        clients = ["worker"]
+        actions = ["POST:/payments/:id"]
+        audience = "{audience}"
+        "#,
+        sha256_hex(SECRET.as_bytes())
+    ))
+    .unwrap();
+    let providers = Providers::from_config(&config).await.unwrap().with_signer(signer);
+    Server::start_with(config, providers).await.unwrap()
+}
+
+async fn get_token(server: &ServerHandle, key: &DpopKey) -> Answer {
+    let endpoint = &server.urls().token_endpoint;
+    let proof = key.proof("POST", endpoint, None, None, now()).unwrap();
+    let details = json!([{"type": "ekey_capability", "action": "POST:/payments/7"}]).to_string();
+    token_request(endpoint, Auth::Basic("worker", SECRET), Some(proof), &[("authorization_details", &details)]).await
+}
+
+async fn readyz(server: &ServerHandle) -> Answer {
+    send(Method::GET, &format!("http://{}/readyz", server.admin_addr()), &[], None).await
+}
+
+/// RSASSA-PSS with SHA-256 and any salt length, by OpenSSL.
+fn pss_verifies(jwk: &ekey_verifier::PublicJwk, msg: &[u8], sig: &[u8]) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use openssl::bn::BigNum;
+    let j = jwk.to_json();
+    let n = BigNum::from_slice(&URL_SAFE_NO_PAD.decode(j["n"].as_str().unwrap()).unwrap()).unwrap();
+    let e = BigNum::from_slice(&URL_SAFE_NO_PAD.decode(j["e"].as_str().unwrap()).unwrap()).unwrap();
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::from_public_components(n, e).unwrap()).unwrap();
+    let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+    v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS).unwrap();
+    v.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256()).unwrap();
+    v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(-2)).unwrap();
+    v.verify_oneshot(sig, msg).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn tokens_signed_through_kms_verify_for_each_key_type() {
+    bounded(async {
+        let moto = Moto::start();
+        let kms = client(&moto.endpoint, KmsSettings::default());
+        let cases = [
+            (KeySpec::EccNistP256, None, Algorithm::ES256),
+            (KeySpec::EccNistP384, None, Algorithm::ES384),
+            (KeySpec::Rsa2048, None, Algorithm::PS256),
+            (KeySpec::Rsa2048, Some(Algorithm::RS256), Algorithm::RS256),
+        ];
+        for (i, (spec, asked, alg)) in cases.into_iter().enumerate() {
+            let alias = create_key(&moto.endpoint, spec.clone(), &format!("ekey-{i}")).await;
+            let signer = Arc::new(KmsSigner::connect(kms.clone(), &alias, asked).await.unwrap());
+            assert_eq!(signer.algorithm(), alg, "{spec:?}");
+            assert_eq!(signer.kid(), signer.public_jwk().thumbprint());
+            // The alias is resolved once (real KMS answers the ARN, moto the key id).
+            assert!(!signer.key_arn().contains("alias/") && !signer.key_arn().is_empty(), "{}", signer.key_arn());
+
+            let sig = signer.sign(b"header.payload").await.unwrap();
+            if alg == Algorithm::PS256 {
+                // moto 5 signs RSASSA_PSS_SHA_256 with the longest salt, where
+                // real KMS (and RFC 7518 §3.5) use a 32-byte one, so JOSE
+                // verifiers refuse moto's PS256 signatures. Check what can be
+                // checked here: a valid RSASSA-PSS/SHA-256 signature by this key.
+                assert!(pss_verifies(signer.public_jwk(), b"header.payload", &sig));
+                assert!(!pss_verifies(signer.public_jwk(), b"header.payloaX", &sig));
+                continue;
+            }
+            // The raw signature verifies with the published key (DER → r‖s for ECDSA).
+            let vk = VerifyingKey::new(signer.public_jwk(), alg).unwrap();
+            assert!(vk.verify(b"header.payload", &sig), "{alg}");
+            assert!(!vk.verify(b"header.payloaX", &sig), "{alg}");
+
+            // A whole token through the issuer, accepted by the verifier
+            // (RS256 is not in its default allow-list: allow it here).
+            let audience = "https://api.example";
+            let server = issuer(signer.clone(), audience).await;
+            let key = DpopKey::generate(Algorithm::ES256).unwrap();
+            let res = get_token(&server, &key).await;
+            assert_eq!(res.status, 200, "{alg}: {:?}", res.body);
+            let token = res.json()["access_token"].as_str().unwrap().to_owned();
+            let (header, _) = dangerous::decode_unverified(&token).unwrap();
+            assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some(alg.as_str()), Some(signer.kid())));
+            let mut settings = VerifierSettings::new(&server.urls().issuer, audience);
+            settings.token.algorithms.push(Algorithm::RS256);
+            let keys = HttpJwks::new(HttpJwksSettings::new(&server.urls().jwks_uri)).unwrap();
+            let verifier = Verifier::new(settings, Arc::new(keys), Arc::new(MemoryStore::default()));
+            let url = format!("{audience}/payments/7");
+            let mut headers = http::HeaderMap::new();
+            headers.insert("authorization", format!("DPoP {token}").parse().unwrap());
+            headers.insert("dpop", key.proof("POST", &url, Some(&token), None, now()).unwrap().parse().unwrap());
+            let cap = verifier.verify_http(&Method::POST, &url, &headers, None).await.unwrap();
+            assert_eq!((cap.sub.as_str(), cap.action.as_str()), ("worker", "POST:/payments/7"));
+            assert_eq!(readyz(&server).await.status, 200);
+            server.shutdown().await;
+        }
+
+        // Keys that cannot sign JOSE tokens are refused at start, by name.
+        let raw = admin_client(&moto.endpoint);
+        let enc = raw.create_key().key_usage(KeyUsageType::EncryptDecrypt).send().await.unwrap();
+        let enc_id = enc.key_metadata().unwrap().key_id().to_owned();
+        let err = KmsSigner::connect(kms.clone(), &enc_id, None).await.unwrap_err().to_string();
+        assert!(err.contains("SIGN_VERIFY"), "{err}");
+        let p256 = create_key(&moto.endpoint, KeySpec::EccNistP256, "ekey-mismatch").await;
+        let err = KmsSigner::connect(kms.clone(), &p256, Some(Algorithm::PS256)).await.unwrap_err().to_string();
+        assert!(err.contains("cannot sign PS256"), "{err}");
+        let err = KmsSigner::connect(kms.clone(), "alias/no-such-key", None).await.unwrap_err().to_string();
+        assert!(err.contains("GetPublicKey"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart() {
+    bounded(async {
+        let moto = Moto::start();
+        let mut proxy = Proxy::start(&moto.endpoint).await;
+        let settings = KmsSettings {
+            timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_millis(500),
+            max_attempts: 2,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+            ..KmsSettings::default()
+        };
+        let alias = create_key(&moto.endpoint, KeySpec::EccNistP256, "ekey-outage").await;
+        let signer =
+            Arc::new(KmsSigner::connect(client(&proxy.endpoint(), settings.clone()), &alias, None).await.unwrap());
+        let api = api_listener().await;
+        let server = issuer(signer.clone(), &api.origin).await;
+        let api = api.serve(&server.urls().issuer, &server.urls().jwks_uri);
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+
+        let res = get_token(&server, &key).await;
+        assert_eq!(res.status, 200, "{:?}", res.body);
+        assert_eq!(readyz(&server).await.status, 200);
+
+        proxy.stop().await;
+        // Every request answers 503 temporarily_unavailable with Retry-After
+        // within the signing timeout; no token is issued some other way.
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            let res = get_token(&server, &key).await;
+            times.push(started.elapsed());
+            assert_eq!(res.status, 503, "{:?}", res.body);
+            assert_eq!(res.error(), "temporarily_unavailable");
+            let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+            assert!(retry >= 1);
+            assert!(res.json().get("access_token").is_none());
+        }
+        assert!(times.iter().all(|t| *t < settings.timeout + Duration::from_millis(500)), "{times:?}");
+        // After breaker_failures failures the circuit is open: no call, fast answer.
+        assert!(times[3..].iter().all(|t| *t < Duration::from_millis(250)), "circuit open: {times:?}");
+        let ready = readyz(&server).await;
+        assert_eq!(ready.status, 503);
+        assert!(String::from_utf8_lossy(&ready.body).contains("KMS circuit open"), "{:?}", ready.body);
+
+        // KMS back on the same address: after the cooldown one probe goes
+        // through and the same issuer signs again.
+        proxy.restart().await;
+        tokio::time::sleep(settings.breaker_cooldown + Duration::from_millis(100)).await;
+        let res = get_token(&server, &key).await;
+        assert_eq!(res.status, 200, "{:?}", res.body);
+        let token = res.json()["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(api.call(&key, &token, Method::POST, "/payments/7").await.status, 200);
+        assert_eq!(readyz(&server).await.status, 200);
+
+        // Down again, then readiness alone (a GetPublicKey probe, no
+        // signing) notices the recovery.
+        proxy.stop().await;
+        for _ in 0..3 {
+            assert_eq!(get_token(&server, &key).await.status, 503);
+        }
+        assert_eq!(readyz(&server).await.status, 503);
+        proxy.restart().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readyz(&server).await.status != 200 {
+            assert!(Instant::now() < deadline, "readiness did not recover");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(get_token(&server, &key).await.status, 200);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_command_reads_kms_keys_through_the_standard_credential_chain() {
+    bounded(async {
+        let moto = Moto::start();
+        let active = create_key(&moto.endpoint, KeySpec::EccNistP256, "ekey-active").await;
+        let next = create_key(&moto.endpoint, KeySpec::EccNistP384, "ekey-next").await;
+        let old = ekey_verifier::KeyPair::generate(Algorithm::ES256).unwrap();
+        let dir = TempDir::new("kms-keys");
+        dir.write("old.pem", old.to_pem());
+        let hour_ago = now() - 3600;
+        let two_days_ago = now() - 2 * 86_400;
+        let fmt = |t: i64| {
+            aws_sdk_kms::primitives::DateTime::from_secs(t)
+                .fmt(aws_sdk_kms::primitives::DateTimeFormat::DateTime)
+                .unwrap()
+        };
+        let config = format!(
+            r#"
+            [signing_key]
+            kms_key_id = "{active}"
+            published_at = "{}"
+            [signing_key.kms]
+            endpoint = "{}"
+            region = "us-east-1"
+            [[signing_key.next]]
+            kms_key_id = "{next}"
+            published_at = "{}"
+            [[signing_key.previous]]
+            file = "old.pem"
+            retired_at = "{}"
+            "#,
+            fmt(two_days_ago),
+            moto.endpoint,
+            fmt(hour_ago),
+            fmt(hour_ago)
+        );
+        let path = dir.write("issuer.toml", config.as_bytes());
+        let run = |extra: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_ekey-issuer"))
+                .arg("keys")
+                .arg("--config")
+                .arg(&path)
+                .args(extra)
+                // The standard chain: credentials from the environment.
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env_remove("AWS_PROFILE")
+                .env("AWS_CONFIG_FILE", dir.0.join("none"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"))
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .output()
+                .unwrap()
+        };
+        let out = run(&[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(lines[0].starts_with("active ") && lines[0].contains("ES256"), "{stdout}");
+        assert!(
+            lines[1].starts_with("next ") && lines[1].contains("ES384") && lines[1].contains("may become active now"),
+            "{stdout}"
+        );
+        assert!(lines[2].starts_with("previous ") && lines[2].contains(old.thumbprint()), "{stdout}");
+        assert!(lines[2].contains("keep published until"), "{stdout}");
+
+        let out = run(&["--jwks"]);
+        assert!(out.status.success());
+        let jwks = ekey_verifier::Jwks::from_json(&out.stdout).unwrap();
+        assert_eq!(jwks.keys().len(), 3);
+        assert!(jwks.get(old.thumbprint()).is_some());
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("\"d\""));
+
+        // Making the next key active too early is refused, with the time it may sign.
+        let early = config.replace(&fmt(two_days_ago), &fmt(now() - 10));
+        assert_ne!(early, config);
+        let path2 = dir.write("early.toml", early.as_bytes());
+        let out = Command::new(env!("CARGO_BIN_EXE_ekey-issuer"))
+            .args(["keys", "--config"])
+            .arg(&path2)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("signing_key.published_at") && stderr.contains("may not sign before"), "{stderr}");
+    })
+    .await;
+}

@@ -1,0 +1,47 @@
+//! The `ekey-gateway` command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// ekey-gateway: checks ekey capability tokens for nginx, Traefik, Caddy and Envoy.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ekey-gateway",
+    version,
+    about,
+    after_help = "\
+Endpoints: /nginx (auth_request), /forward-auth (Traefik forwardAuth, Caddy forward_auth),
+{envoy_prefix}/... (Envoy ext_authz, default /envoy), /healthz.
+
+Environment overrides: EKEY_GATEWAY_LISTEN, EKEY_GATEWAY_TRUSTED_PROXIES, EKEY_GATEWAY_PUBLIC_BASE_URL,
+EKEY_GATEWAY_ISSUER, EKEY_GATEWAY_AUDIENCES, EKEY_GATEWAY_JWKS_URL, EKEY_GATEWAY_NONCE_SECRET_FILE,
+EKEY_GATEWAY_LOG_LEVEL, EKEY_GATEWAY_LOG_FORMAT.
+
+Exit status: 0 success; 1 runtime failure (e.g. a port in use); 2 bad configuration.
+
+Examples:
+  ekey-gateway check-config --config /etc/ekey/gateway.toml
+  ekey-gateway serve --config /etc/ekey/gateway.toml"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the authz endpoints (prints `listening on ADDR` once bound).
+    Serve(ConfigArgs),
+    /// Load and check a configuration file and the files it names; serve nothing.
+    CheckConfig(ConfigArgs),
+}
+
+/// `--config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}

@@ -1,0 +1,452 @@
+//! The gateway's configuration: one TOML file, `EKEY_GATEWAY_*` overrides,
+//! checked before anything starts. Every field and its default is in
+//! `docs/gateway.md`.
+//!
+//! ```
+//! let config = ekey_gateway::Config::from_toml_str(r#"
+//!     [server]
+//!     trusted_proxies = ["127.0.0.1/32"]
+//!     [verifier]
+//!     issuer = "https://issuer.example.com"
+//!     audiences = ["https://api.example.com"]
+//!     jwks_url = "https://issuer.example.com/.well-known/jwks.json"
+//! "#).unwrap();
+//! assert_eq!(config.server.listen.port(), 9191);
+//!
+//! let err = ekey_gateway::Config::from_toml_str(r#"
+//!     [verifier]
+//!     issuer = "https://issuer.example.com"
+//!     audiences = []
+//!     jwks_url = "https://issuer.example.com/.well-known/jwks.json"
+//! "#).unwrap_err();
+//! assert_eq!(err.to_string(), "verifier.audiences: name at least one audience");
+//! ```
+
+use ekey_verifier::{ExternalUrl, ExternalUrlSettings};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The configuration is unusable; the message names the field or variable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML of the expected shape (wrong type, unknown field).
+    #[error("config file is not valid: {0}")]
+    Syntax(String),
+    /// A field has an unusable value.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, e.g. `server.trusted_proxies`, or the environment variable.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), problem: problem.into() }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    server: RawServer,
+    verifier: Option<RawVerifier>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    listener_scheme: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    public_base_url: Option<String>,
+    envoy_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerifier {
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    jwks_url: Option<String>,
+    jwks_file: Option<PathBuf>,
+    leeway: Option<u32>,
+    proof_max_age: Option<u32>,
+    nonce_secret_file: Option<PathBuf>,
+    nonce_secret_env: Option<String>,
+    nonce_window: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Option<String>,
+    max_traces: Option<usize>,
+    max_proofs: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[verifier]`.
+    pub verifier: VerifierConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[server]`: where to listen and whom to believe.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address. Defaults to `127.0.0.1:9191`; port 0 picks one.
+    pub listen: SocketAddr,
+    /// Scheme of external URLs rebuilt from the connection (no proxy header,
+    /// no base URL). Defaults to `http`.
+    pub listener_scheme: &'static str,
+    /// Proxies (CIDR or address) whose `X-Original-*`, `X-Forwarded-*`,
+    /// `Forwarded` and client-certificate headers are believed. Defaults to none.
+    pub trusted_proxies: Vec<String>,
+    /// The public origin (and path prefix) of the protected service; overrides
+    /// the headers. Defaults to none.
+    pub public_base_url: Option<String>,
+    /// Path prefix of the Envoy `ext_authz` endpoint. Defaults to `/envoy`.
+    pub envoy_prefix: String,
+}
+
+/// `[verifier]`: what tokens to accept.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// The issuer URL (`iss`). Required.
+    pub issuer: String,
+    /// Audiences (`aud`) accepted. Required, at least one.
+    pub audiences: Vec<String>,
+    /// Where the issuer's keys come from. Exactly one of `jwks_url`, `jwks_file`.
+    pub keys: KeysConfig,
+    /// Clock skew allowed, seconds. Defaults to 5.
+    pub leeway: u32,
+    /// Oldest DPoP proof accepted, seconds. Defaults to 60.
+    pub proof_max_age: u32,
+    /// DPoP server nonces: the shared secret and window. Defaults to off.
+    pub nonce: Option<NonceConfig>,
+}
+
+/// The issuer's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysConfig {
+    /// Fetched and cached from the issuer (`jwks_url`).
+    Url(String),
+    /// A JWKS file read at start (`jwks_file`).
+    File(PathBuf),
+}
+
+/// DPoP nonces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceConfig {
+    /// Where the secret is.
+    pub secret: SecretSource,
+    /// Seconds between nonce changes. Defaults to 60.
+    pub window: u32,
+}
+
+/// Where a secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (one trailing newline ignored).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// `[store]`: where uses are counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In this process (`kind = "memory"`, the default).
+    Memory {
+        /// Most traces held. Defaults to 1 000 000.
+        max_traces: usize,
+        /// Most proof ids held. Defaults to 4 000 000.
+        max_proofs: usize,
+    },
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `ekey_gateway=debug`). Defaults to `info`.
+    pub level: String,
+    /// `human` or `json`. Defaults to `human`.
+    pub json: bool,
+}
+
+/// The environment variables that override file settings, and the field each sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("EKEY_GATEWAY_LISTEN", "server.listen"),
+    ("EKEY_GATEWAY_TRUSTED_PROXIES", "server.trusted_proxies (comma-separated)"),
+    ("EKEY_GATEWAY_PUBLIC_BASE_URL", "server.public_base_url"),
+    ("EKEY_GATEWAY_ISSUER", "verifier.issuer"),
+    ("EKEY_GATEWAY_AUDIENCES", "verifier.audiences (comma-separated)"),
+    ("EKEY_GATEWAY_JWKS_URL", "verifier.jwks_url"),
+    ("EKEY_GATEWAY_NONCE_SECRET_FILE", "verifier.nonce_secret_file"),
+    ("EKEY_GATEWAY_LOG_LEVEL", "log.level"),
+    ("EKEY_GATEWAY_LOG_FORMAT", "log.format"),
+];
+
+impl Config {
+    /// Reads `path` and applies the process's `EKEY_GATEWAY_*` variables.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml_with_env(&text, |k| std::env::var(k).ok())
+    }
+
+    /// Parses a TOML string without environment overrides.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, |_| None)
+    }
+
+    /// Parses a TOML string; `env` looks variables up (injected for tests).
+    pub fn from_toml_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        apply_env(&mut raw, &env);
+        validate(raw)
+    }
+
+    /// The external-URL rules of `[server]`.
+    pub fn external_url(&self) -> Result<ExternalUrl, ConfigError> {
+        external_url(&self.server)
+    }
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) {
+    let v = raw.verifier.get_or_insert_with(RawVerifier::default);
+    for (name, _) in ENV_OVERRIDES {
+        let Some(value) = env(name) else { continue };
+        match *name {
+            "EKEY_GATEWAY_LISTEN" => raw.server.listen = Some(value),
+            "EKEY_GATEWAY_TRUSTED_PROXIES" => raw.server.trusted_proxies = Some(list(&value)),
+            "EKEY_GATEWAY_PUBLIC_BASE_URL" => raw.server.public_base_url = Some(value),
+            "EKEY_GATEWAY_ISSUER" => v.issuer = Some(value),
+            "EKEY_GATEWAY_AUDIENCES" => v.audiences = Some(list(&value)),
+            "EKEY_GATEWAY_JWKS_URL" => {
+                v.jwks_url = Some(value);
+                v.jwks_file = None;
+            }
+            "EKEY_GATEWAY_NONCE_SECRET_FILE" => {
+                v.nonce_secret_file = Some(value.into());
+                v.nonce_secret_env = None;
+            }
+            "EKEY_GATEWAY_LOG_LEVEL" => raw.log.level = Some(value),
+            "EKEY_GATEWAY_LOG_FORMAT" => raw.log.format = Some(value),
+            _ => {}
+        }
+    }
+}
+
+fn http_url(field: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = value
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(field, format!("{value:?} is not an http(s) URL")))
+    }
+}
+
+fn external_url(server: &ServerConfig) -> Result<ExternalUrl, ConfigError> {
+    ExternalUrl::new(&ExternalUrlSettings {
+        trusted_proxies: server.trusted_proxies.clone(),
+        public_base_url: server.public_base_url.clone(),
+    })
+    .map_err(|e| match e {
+        ekey_verifier::ExternalUrlError::BaseUrl(_) => invalid("server.public_base_url", e.to_string()),
+        other => invalid("server.trusted_proxies", other.to_string()),
+    })
+}
+
+fn validate(raw: Raw) -> Result<Config, ConfigError> {
+    let s = raw.server;
+    let listen = s.listen.as_deref().unwrap_or("127.0.0.1:9191");
+    let listen = listen.parse().map_err(|_| invalid("server.listen", format!("{listen:?} is not an address:port")))?;
+    let listener_scheme = match s.listener_scheme.as_deref().unwrap_or("http") {
+        "http" => "http",
+        "https" => "https",
+        other => return Err(invalid("server.listener_scheme", format!("{other:?} is not http or https"))),
+    };
+    let envoy_prefix = s.envoy_prefix.unwrap_or_else(|| "/envoy".into());
+    if !envoy_prefix.starts_with('/')
+        || envoy_prefix.len() < 2
+        || envoy_prefix.ends_with('/')
+        || !envoy_prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    {
+        return Err(invalid("server.envoy_prefix", "must be a path like /envoy (no trailing '/')"));
+    }
+    if matches!(envoy_prefix.as_str(), "/nginx" | "/forward-auth" | "/healthz") {
+        return Err(invalid("server.envoy_prefix", "collides with another endpoint"));
+    }
+    let server = ServerConfig {
+        listen,
+        listener_scheme,
+        trusted_proxies: s.trusted_proxies.unwrap_or_default(),
+        public_base_url: s.public_base_url,
+        envoy_prefix,
+    };
+    external_url(&server)?;
+
+    let v = raw.verifier.ok_or_else(|| invalid("verifier", "the [verifier] section is required"))?;
+    let issuer = v.issuer.ok_or_else(|| invalid("verifier.issuer", "required"))?;
+    let issuer = http_url("verifier.issuer", &issuer)?;
+    let audiences = v.audiences.ok_or_else(|| invalid("verifier.audiences", "required"))?;
+    if audiences.is_empty() {
+        return Err(invalid("verifier.audiences", "name at least one audience"));
+    }
+    for (i, a) in audiences.iter().enumerate() {
+        if a.is_empty() {
+            return Err(invalid(format!("verifier.audiences[{i}]"), "empty"));
+        }
+    }
+    let keys = match (v.jwks_url, v.jwks_file) {
+        (Some(u), None) => KeysConfig::Url(http_url("verifier.jwks_url", &u)?),
+        (None, Some(f)) => KeysConfig::File(f),
+        (Some(_), Some(_)) => return Err(invalid("verifier.jwks_url", "set jwks_url or jwks_file, not both")),
+        (None, None) => return Err(invalid("verifier.jwks_url", "set jwks_url or jwks_file")),
+    };
+    let leeway = v.leeway.unwrap_or(5);
+    if leeway > 60 {
+        return Err(invalid("verifier.leeway", format!("{leeway} s is more than 60 s")));
+    }
+    let proof_max_age = v.proof_max_age.unwrap_or(60);
+    if !(1..=300).contains(&proof_max_age) {
+        return Err(invalid("verifier.proof_max_age", "must be 1 ..= 300 seconds"));
+    }
+    let secret = match (v.nonce_secret_file, v.nonce_secret_env) {
+        (Some(f), None) => Some(SecretSource::File(f)),
+        (None, Some(e)) => Some(SecretSource::Env(e)),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(invalid("verifier.nonce_secret_file", "set nonce_secret_file or nonce_secret_env, not both"))
+        }
+    };
+    let window = v.nonce_window.unwrap_or(60);
+    if !(1..=3600).contains(&window) {
+        return Err(invalid("verifier.nonce_window", "must be 1 ..= 3600 seconds"));
+    }
+    if secret.is_none() && v.nonce_window.is_some() {
+        return Err(invalid("verifier.nonce_window", "set only with a nonce secret"));
+    }
+    let verifier = VerifierConfig {
+        issuer,
+        audiences,
+        keys,
+        leeway,
+        proof_max_age,
+        nonce: secret.map(|secret| NonceConfig { secret, window }),
+    };
+
+    let store = match raw.store.kind.as_deref().unwrap_or("memory") {
+        "memory" => {
+            let max_traces = raw.store.max_traces.unwrap_or(1_000_000);
+            let max_proofs = raw.store.max_proofs.unwrap_or(4_000_000);
+            if max_traces == 0 || max_proofs == 0 {
+                return Err(invalid("store.max_traces", "limits must be at least 1"));
+            }
+            StoreConfig::Memory { max_traces, max_proofs }
+        }
+        other => return Err(invalid("store.kind", format!("{other:?} is not a store kind (memory)"))),
+    };
+
+    let log = LogConfig {
+        level: raw.log.level.unwrap_or_else(|| "info".into()),
+        json: match raw.log.format.as_deref().unwrap_or("human") {
+            "human" => false,
+            "json" => true,
+            other => return Err(invalid("log.format", format!("{other:?} is not human or json"))),
+        },
+    };
+    Ok(Config { server, verifier, store, log })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str =
+        "[verifier]\nissuer = \"https://i.example\"\naudiences = [\"https://a.example\"]\njwks_file = \"k.json\"\n";
+
+    fn err(text: &str) -> String {
+        Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml_str(MIN).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9191");
+        assert_eq!(c.server.listener_scheme, "http");
+        assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(c.server.envoy_prefix, "/envoy");
+        assert_eq!(c.verifier.keys, KeysConfig::File("k.json".into()));
+        assert_eq!((c.verifier.leeway, c.verifier.proof_max_age), (5, 60));
+        assert!(c.verifier.nonce.is_none());
+        assert_eq!(c.store, StoreConfig::Memory { max_traces: 1_000_000, max_proofs: 4_000_000 });
+        assert_eq!(c.log, LogConfig { level: "info".into(), json: false });
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err(""), "verifier.issuer: required");
+        assert!(err("[server]\nlisten = \"nowhere\"\n").starts_with("server.listen:"));
+        assert!(err(&format!("{MIN}[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"))
+            .starts_with("server.trusted_proxies:"));
+        assert!(err(&format!("{MIN}[server]\npublic_base_url = \"ftp://x\"\n")).starts_with("server.public_base_url:"));
+        assert!(err(&format!("{MIN}[server]\nenvoy_prefix = \"envoy\"\n")).starts_with("server.envoy_prefix:"));
+        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n")).starts_with("store.kind:"));
+        assert!(err(&format!("{MIN}nonce_window = 30\n")).starts_with("verifier.nonce_window:"));
+        assert!(err(&format!("{MIN}jwks_url = \"https://i.example/jwks\"\n")).contains("not both"));
+        assert!(err(&format!("{MIN}bogus = 1\n")).starts_with("config file is not valid"));
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env = |k: &str| match k {
+            "EKEY_GATEWAY_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "EKEY_GATEWAY_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".to_owned()),
+            "EKEY_GATEWAY_JWKS_URL" => Some("http://127.0.0.1:8080/.well-known/jwks.json".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_toml_with_env(MIN, env).unwrap();
+        assert_eq!(c.server.listen.port(), 0);
+        assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+        assert_eq!(c.verifier.keys, KeysConfig::Url("http://127.0.0.1:8080/.well-known/jwks.json".into()));
+        let bad = |k: &str| (k == "EKEY_GATEWAY_ISSUER").then(|| "not a url".to_owned());
+        assert!(Config::from_toml_with_env(MIN, bad).unwrap_err().to_string().starts_with("verifier.issuer:"));
+    }
+}

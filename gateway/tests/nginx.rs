@@ -1,0 +1,26 @@
+//! Real nginx (Debian package) with `auth_request` to ekey-gateway in front
+//! of a tiny upstream, on loopback, driven by real DPoP requests. The nginx
+//! configuration is deploy/gateway/nginx.conf.
+
+// Test code panics on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod proxy_cases;
+mod support;
+
+use support::ProxyKind::Nginx;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_replay_exhausted_and_external_htu() {
+    proxy_cases::accepted_replay_exhausted(Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_nonce_reaches_the_client() {
+    proxy_cases::nonce_reaches_client(Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cannot_spoof_original_request_or_identity() {
+    proxy_cases::client_cannot_spoof_through_proxy(Nginx).await;
+}

@@ -12,8 +12,12 @@ use http::HeaderMap;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DpopError {
-    /// No `DPoP` header: this issuer only mints bound tokens.
-    #[error("a DPoP proof is required: this issuer only issues DPoP-bound tokens (send a DPoP header, RFC 9449)")]
+    /// No `DPoP` header and no TLS client certificate: this issuer only
+    /// mints bound tokens.
+    #[error(
+        "a DPoP proof is required: this issuer only issues bound tokens (send a DPoP header, RFC 9449, or connect \
+         with a TLS client certificate, RFC 8705)"
+    )]
     Missing,
     /// A proof that fails a check.
     #[error("invalid DPoP proof: {0}")]

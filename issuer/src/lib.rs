@@ -67,12 +67,13 @@ pub use crate::clients::{
 };
 pub use crate::config::PublishedKeyConfig;
 pub use crate::config::{
-    env_variables, process_env, BindingRequirement, ClientAuthConfig, ClientAuthMethod, ClientConfig, Config,
-    ConfigError, DpopConfig, EndpointsConfig, EnvLookup, JwksSource, LogConfig, LogFormat, NonceConfig, ReplayConfig,
-    SecretSource, ServerConfig, SigningKeyConfig, SigningKeySource, TemplateConfig,
+    env_variables, process_env, BindingRequirement, CertificateName, ClientAuthConfig, ClientAuthMethod,
+    ClientCertMode, ClientConfig, Config, ConfigError, DpopConfig, EndpointsConfig, EnvLookup, JwksSource, LogConfig,
+    LogFormat, NonceConfig, ReplayConfig, SecretSource, SelfSignedSource, ServerConfig, SigningKeyConfig,
+    SigningKeySource, TemplateConfig, TlsConfig,
 };
 pub use crate::dpop::DpopError;
-pub use crate::http::{Acceptor, ConnectionInfo, PlainAcceptor};
+pub use crate::http::{Acceptor, ConnectionInfo, PlainAcceptor, TlsAcceptor, TlsError, TlsSettings};
 pub use crate::keyset::{check_schedule, load as load_keys, report as keys_report, KeyRole, KeySet, PublishedKey};
 pub use crate::mint::MintError;
 pub use crate::policy::{BindingName, CapabilityRequest, Grant, OfferedBinding, Policy, PolicyError, RequestedVia};

@@ -5,7 +5,7 @@
 use clap::Parser;
 use ekey_issuer::cli::{Cli, Command, DevArgs, KeysArgs, ServeArgs};
 use ekey_issuer::dev::{banner, DevIssuer, DevOptions};
-use ekey_issuer::{telemetry, Config, LogConfig, PlainAcceptor, Providers, Server, StartError};
+use ekey_issuer::{telemetry, Config, LogConfig, Providers, Server, StartError};
 use ekey_verifier::Clock as _;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -51,7 +51,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let providers = Providers::from_config(&config).await.map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     let bound = Server::bind(&config).await.map_err(failure)?;
-    let server = Server::serve(config, providers, bound, PlainAcceptor).map_err(failure)?;
+    let server = Server::serve_configured(config, providers, bound).map_err(failure)?;
     server.run_until(ekey_issuer::shutdown::signal()).await;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! a failing signer, a manual clock.
 
 use crate::clients::{AssertionSettings, ClientRegistry};
-use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource};
+use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource, SelfSignedSource};
 use crate::keyset::KeySet;
 use crate::replay::{MemoryReplayCache, ReplayCache};
 use crate::signer::Signer;
@@ -126,6 +126,17 @@ fn clients(config: &Config) -> Result<ClientRegistry, ConfigError> {
             ClientAuthMethod::PrivateKeyJwt(JwksSource::File(path)) => {
                 let keys = read_jwks(path).map_err(|e| ConfigError::invalid(field("jwks_file"), e))?;
                 registry.add_keys(&c.id, &keys)
+            }
+            ClientAuthMethod::TlsClientAuth(name) => registry.add_certificate_name(&c.id, name.clone()),
+            ClientAuthMethod::SelfSignedTlsClientAuth(source) => {
+                let (name, thumbprints) = match source {
+                    SelfSignedSource::Thumbprints(list) => {
+                        ("certificate_thumbprints", crate::clients::thumbprints(list))
+                    }
+                    SelfSignedSource::JwksFile(path) => ("jwks_file", crate::clients::x5c_thumbprints(path)),
+                };
+                let thumbprints = thumbprints.map_err(|e| ConfigError::invalid(field(name), e))?;
+                registry.add_self_signed(&c.id, thumbprints)
             }
         };
         added.map_err(|e| ConfigError::invalid(format!("clients[{i}]"), e.to_string()))?;

@@ -27,14 +27,15 @@ pub(crate) struct PublicApp {
 }
 
 impl Handler for PublicApp {
-    async fn handle(&self, req: Request<Incoming>, _conn: &ConnectionInfo) -> Response<Body> {
-        self.route(req).await
+    async fn handle(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> Response<Body> {
+        self.route(req, conn.peer_certificate.as_deref()).await
     }
 }
 
 impl PublicApp {
-    /// Dispatches one request (generic over the body, for tests).
-    pub(crate) async fn route<B>(&self, req: Request<B>) -> Response<Body>
+    /// Dispatches one request (generic over the body, for tests);
+    /// `peer_certificate` is the connection's TLS client certificate.
+    pub(crate) async fn route<B>(&self, req: Request<B>, peer_certificate: Option<&[u8]>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -46,7 +47,7 @@ impl PublicApp {
                 let length =
                     parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
                 match read_body(length, body, self.max_body, self.body_timeout).await {
-                    Ok(bytes) => self.token.handle(&parts.headers, &bytes).await,
+                    Ok(bytes) => self.token.handle(&parts.headers, &bytes, peer_certificate).await,
                     Err(e) => OAuthError::new(ErrorCode::InvalidRequest, e.to_string()).to_response(),
                 }
             }

@@ -19,9 +19,9 @@
 //! ```
 
 use crate::admin::AdminApp;
-use crate::config::{Config, ConfigError};
+use crate::config::{ClientCertMode, Config, ConfigError};
 use crate::dpop::TokenDpop;
-use crate::http::{serve, Acceptor, Limits, PlainAcceptor};
+use crate::http::{serve, Acceptor, Limits, PlainAcceptor, TlsAcceptor, TlsSettings};
 use crate::metadata::Document;
 use crate::mint::Minter;
 use crate::policy::Policy;
@@ -71,7 +71,8 @@ pub struct PublicUrls {
 
 impl PublicUrls {
     fn new(config: &Config, public_addr: SocketAddr) -> Self {
-        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{public_addr}"));
+        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        let issuer = config.issuer.clone().unwrap_or_else(|| format!("{scheme}://{public_addr}"));
         Self {
             token_endpoint: config.endpoints.token_endpoint.clone().unwrap_or_else(|| format!("{issuer}{TOKEN_PATH}")),
             jwks_uri: config.endpoints.jwks_uri.clone().unwrap_or_else(|| format!("{issuer}{JWKS_PATH}")),
@@ -106,17 +107,33 @@ pub struct Server;
 
 impl Server {
     /// Everything at once for the common case: providers from the config,
-    /// bind, serve plain HTTP.
+    /// bind, serve (TLS when `[server.tls]` is set).
     pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         let providers = Providers::from_config(&config).await?;
         Self::start_with(config, providers).await
     }
 
-    /// Binds and serves plain HTTP with the given providers (e.g. a test's
-    /// failing signer or manual clock).
+    /// Binds and serves with the given providers (e.g. a test's failing
+    /// signer or manual clock); TLS when `[server.tls]` is set.
     pub async fn start_with(config: Config, providers: Providers) -> Result<ServerHandle, StartError> {
         let bound = Self::bind(&config).await?;
-        Self::serve(config, providers, bound, PlainAcceptor)
+        Self::serve_configured(config, providers, bound)
+    }
+
+    /// Serves `bound` with the acceptor the config asks for: plain HTTP, or
+    /// TLS (rustls) from `[server.tls]` with the files polled for changes
+    /// and reloaded on SIGHUP.
+    pub fn serve_configured(config: Config, providers: Providers, bound: Bound) -> Result<ServerHandle, StartError> {
+        match config.server.tls.clone() {
+            None => Self::serve(config, providers, bound, PlainAcceptor),
+            Some(tls) => {
+                let self_signed = providers.clients.self_signed_thumbprints();
+                let acceptor = TlsAcceptor::new(TlsSettings { config: tls, self_signed })
+                    .map_err(|e| ConfigError::invalid(e.field, e.problem))?;
+                acceptor.spawn_reloader();
+                Self::serve(config, providers, bound, acceptor)
+            }
+        }
     }
 
     /// Binds both listeners.
@@ -209,6 +226,11 @@ impl Server {
 
 /// RFC 8414 metadata.
 fn metadata_json(urls: &PublicUrls, config: &Config, policy: &Policy) -> serde_json::Value {
+    let certificates = config.server.tls.as_ref().is_some_and(|t| t.client_auth != ClientCertMode::Off);
+    let mut auth_methods = vec!["private_key_jwt", "client_secret_basic"];
+    if certificates {
+        auth_methods.extend(["tls_client_auth", "self_signed_tls_client_auth"]);
+    }
     json!({
         "issuer": urls.issuer,
         "token_endpoint": urls.token_endpoint,
@@ -216,12 +238,12 @@ fn metadata_json(urls: &PublicUrls, config: &Config, policy: &Policy) -> serde_j
         "grant_types_supported": [CLIENT_CREDENTIALS],
         // Required by RFC 8414 §2; there is no authorization endpoint.
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": config.client_auth.assertion_algorithms,
         "dpop_signing_alg_values_supported": config.dpop.algorithms,
         "authorization_details_types_supported": [CAPABILITY_TYPE],
         "scopes_supported": policy.templates().iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        "tls_client_certificate_bound_access_tokens": false,
+        "tls_client_certificate_bound_access_tokens": certificates,
     })
 }
 

@@ -1,11 +1,15 @@
 //! Registered clients and their authentication at the token endpoint:
-//! `client_secret_basic` and `private_key_jwt`, exactly one per request.
+//! `client_secret_basic`, `private_key_jwt`, `tls_client_auth` and
+//! `self_signed_tls_client_auth`, exactly one per request.
 
 mod assertion;
 mod basic;
+mod certificate;
 
 pub(crate) use basic::parse_basic;
+pub(crate) use certificate::{parse_dn, thumbprints, x5c_thumbprints};
 
+use crate::config::CertificateName;
 use crate::replay::ReplayKey;
 use basic::SecretDigest;
 use ekey_verifier::{Algorithm, KeyError, PublicJwk, VerifyingKey};
@@ -21,6 +25,10 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// A signed JWT assertion (RFC 7523).
     PrivateKeyJwt,
+    /// A CA-issued client certificate with the registered name (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A registered self-signed client certificate (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
@@ -29,6 +37,8 @@ impl AuthMethod {
         match self {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 }
@@ -55,6 +65,9 @@ pub enum Credentials {
         /// The JWT.
         assertion: String,
     },
+    /// Only `client_id`: the client authenticates with the TLS client
+    /// certificate of the connection (RFC 8705).
+    ClientId(String),
 }
 
 impl fmt::Debug for Credentials {
@@ -69,6 +82,7 @@ impl fmt::Debug for Credentials {
             Self::Assertion { client_id, .. } => {
                 f.debug_struct("Assertion").field("client_id", client_id).finish_non_exhaustive()
             }
+            Self::ClientId(id) => f.debug_tuple("ClientId").field(id).finish(),
         }
     }
 }
@@ -91,7 +105,10 @@ pub struct Authenticated {
 #[non_exhaustive]
 pub enum AuthError {
     /// No client authentication in the request.
-    #[error("client authentication is required (client_secret_basic or private_key_jwt)")]
+    #[error(
+        "client authentication is required (client_secret_basic, private_key_jwt, or client_id with a TLS client \
+         certificate)"
+    )]
     Missing,
     /// Basic credentials that are malformed or wrong (also for an unknown
     /// client id: the answer must not tell which).
@@ -103,6 +120,14 @@ pub enum AuthError {
     /// The assertion's `jti` was used before.
     #[error("client assertion replayed (its jti was already used)")]
     Replayed,
+    /// `client_id` of a certificate client, but the connection has no
+    /// client certificate.
+    #[error("client {0:?} authenticates with a TLS client certificate, and the connection has none")]
+    NoCertificate(String),
+    /// The certificate is not the one registered for the client (also for
+    /// an unknown client id or a client of another method).
+    #[error("client certificate authentication failed")]
+    Certificate,
 }
 
 /// Why a client could not be registered.
@@ -129,6 +154,9 @@ pub enum RegistryError {
     /// A client with `private_key_jwt` and no key.
     #[error("no public key")]
     NoKeys,
+    /// A `self_signed_tls_client_auth` client with no certificate.
+    #[error("no certificate thumbprint")]
+    NoCertificates,
 }
 
 /// `private_key_jwt` settings.
@@ -146,6 +174,8 @@ pub struct AssertionSettings {
 enum Registered {
     Secret(SecretDigest),
     Keys,
+    Certificate(CertificateName),
+    SelfSigned(Vec<[u8; 32]>),
 }
 
 #[derive(Debug)]
@@ -224,6 +254,34 @@ impl ClientRegistry {
         Ok(())
     }
 
+    /// Registers a `tls_client_auth` client by the name its CA-issued
+    /// certificate carries.
+    pub fn add_certificate_name(&mut self, id: &str, name: CertificateName) -> Result<(), RegistryError> {
+        self.add(id, Registered::Certificate(name))
+    }
+
+    /// Registers a `self_signed_tls_client_auth` client by the SHA-256 of
+    /// its certificates' DER.
+    pub fn add_self_signed(&mut self, id: &str, thumbprints: Vec<[u8; 32]>) -> Result<(), RegistryError> {
+        if thumbprints.is_empty() {
+            return Err(RegistryError::NoCertificates);
+        }
+        self.add(id, Registered::SelfSigned(thumbprints))
+    }
+
+    /// Every registered self-signed certificate thumbprint: the TLS listener
+    /// accepts these certificates without a CA.
+    pub fn self_signed_thumbprints(&self) -> Vec<[u8; 32]> {
+        self.clients
+            .values()
+            .filter_map(|r| match r {
+                Registered::SelfSigned(t) => Some(t.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     fn add(&mut self, id: &str, r: Registered) -> Result<(), RegistryError> {
         if self.clients.contains_key(id) {
             return Err(RegistryError::Duplicate(id.chars().take(64).collect()));
@@ -243,14 +301,47 @@ impl ClientRegistry {
     }
 
     /// Checks `credentials`. `audiences` are the values an assertion's `aud`
-    /// may name (the token endpoint URL and the issuer URL).
+    /// may name (the token endpoint URL and the issuer URL);
+    /// `peer_certificate` is the DER of the TLS client certificate the
+    /// handshake verified, if any.
     pub fn authenticate(
         &self,
         credentials: &Credentials,
         audiences: &[&str],
+        peer_certificate: Option<&[u8]>,
         now: i64,
     ) -> Result<Authenticated, AuthError> {
         match credentials {
+            Credentials::ClientId(client_id) => {
+                let registered = self.clients.get(client_id);
+                let Some(der) = peer_certificate else {
+                    return Err(match registered {
+                        Some(Registered::Certificate(_) | Registered::SelfSigned(_)) => {
+                            AuthError::NoCertificate(client_id.clone())
+                        }
+                        _ => AuthError::Missing,
+                    });
+                };
+                let method = match registered {
+                    Some(Registered::Certificate(name)) => match certificate::matches(der, name) {
+                        Ok(true) => AuthMethod::TlsClientAuth,
+                        Ok(false) => return Err(AuthError::Certificate),
+                        Err(why) => {
+                            tracing::debug!(client = %client_id, error = %why, "client certificate unusable");
+                            return Err(AuthError::Certificate);
+                        }
+                    },
+                    Some(Registered::SelfSigned(thumbprints)) => {
+                        let digest = openssl::sha::sha256(der);
+                        if !thumbprints.iter().any(|t| openssl::memcmp::eq(t, &digest)) {
+                            return Err(AuthError::Certificate);
+                        }
+                        AuthMethod::SelfSignedTlsClientAuth
+                    }
+                    _ => return Err(AuthError::Certificate),
+                };
+                Ok(Authenticated { client_id: client_id.clone(), method, replay: None })
+            }
             Credentials::None => Err(AuthError::Missing),
             Credentials::MalformedBasic => Err(AuthError::Basic),
             Credentials::Basic { client_id, secret } => {
@@ -337,20 +428,20 @@ mod tests {
 
     fn assertion(r: &ClientRegistry, client_id: Option<&str>, jwt: String) -> Result<Authenticated, AuthError> {
         let creds = Credentials::Assertion { client_id: client_id.map(str::to_owned), assertion: jwt };
-        r.authenticate(&creds, &[TOKEN_URL, "https://issuer.example.com"], NOW)
+        r.authenticate(&creds, &[TOKEN_URL, "https://issuer.example.com"], None, NOW)
     }
 
     #[test]
     fn basic_secret() {
         let (r, _, _) = registry();
         let basic = |id: &str, s: &str| Credentials::Basic { client_id: id.into(), secret: s.into() };
-        let ok = r.authenticate(&basic("basic", "0123456789abcdef"), &[], NOW).unwrap();
+        let ok = r.authenticate(&basic("basic", "0123456789abcdef"), &[], None, NOW).unwrap();
         assert_eq!((ok.client_id.as_str(), ok.method, ok.replay), ("basic", AuthMethod::ClientSecretBasic, None));
-        assert_eq!(r.authenticate(&basic("basic", "wrong"), &[], NOW), Err(AuthError::Basic));
-        assert_eq!(r.authenticate(&basic("nobody", "0123456789abcdef"), &[], NOW), Err(AuthError::Basic));
+        assert_eq!(r.authenticate(&basic("basic", "wrong"), &[], None, NOW), Err(AuthError::Basic));
+        assert_eq!(r.authenticate(&basic("nobody", "0123456789abcdef"), &[], None, NOW), Err(AuthError::Basic));
         // A key client cannot log in with a secret.
-        assert_eq!(r.authenticate(&basic("jwt-a", ""), &[], NOW), Err(AuthError::Basic));
-        assert_eq!(r.authenticate(&Credentials::None, &[], NOW), Err(AuthError::Missing));
+        assert_eq!(r.authenticate(&basic("jwt-a", ""), &[], None, NOW), Err(AuthError::Basic));
+        assert_eq!(r.authenticate(&Credentials::None, &[], None, NOW), Err(AuthError::Missing));
         assert!(!format!("{:?}", basic("basic", "hunter2")).contains("hunter2"));
     }
 
@@ -414,6 +505,31 @@ mod tests {
         let jwt = sign(&a, header(&a), claims("jwt-a"));
         let tampered = format!("{}AAAA", &jwt[..jwt.len() - 4]);
         assert!(matches!(assertion(&r, None, tampered), Err(AuthError::Assertion(_))));
+    }
+
+    #[test]
+    fn certificate_clients() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI("spiffe://example.org/w".try_into().unwrap())];
+        let spiffe = params.self_signed(&key).unwrap().der().to_vec();
+        let other = rcgen::CertificateParams::new(vec!["x.example".into()]).unwrap().self_signed(&key).unwrap();
+        let other = other.der().to_vec();
+        let (mut r, _, _) = registry();
+        r.add_certificate_name("w", CertificateName::SanUri("spiffe://example.org/w".into())).unwrap();
+        r.add_self_signed("s", vec![openssl::sha::sha256(&other)]).unwrap();
+        assert_eq!(r.add_self_signed("none", vec![]), Err(RegistryError::NoCertificates));
+        assert_eq!(r.self_signed_thumbprints(), vec![openssl::sha::sha256(&other)]);
+        let auth = |id: &str, der: Option<&[u8]>| r.authenticate(&Credentials::ClientId(id.into()), &[], der, NOW);
+        assert_eq!(auth("w", Some(&spiffe)).unwrap().method, AuthMethod::TlsClientAuth);
+        assert_eq!(auth("s", Some(&other)).unwrap().method, AuthMethod::SelfSignedTlsClientAuth);
+        assert_eq!(auth("w", Some(&other)), Err(AuthError::Certificate));
+        assert_eq!(auth("s", Some(&spiffe)), Err(AuthError::Certificate));
+        assert_eq!(auth("w", None), Err(AuthError::NoCertificate("w".into())));
+        // Other clients and unknown ids cannot authenticate by certificate.
+        assert_eq!(auth("basic", Some(&spiffe)), Err(AuthError::Certificate));
+        assert_eq!(auth("nobody", Some(&spiffe)), Err(AuthError::Certificate));
+        assert_eq!(auth("basic", None), Err(AuthError::Missing));
     }
 
     #[test]

@@ -148,6 +148,41 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Time allowed for in-flight requests at shutdown. Defaults to 10 s.
     pub drain_timeout: Duration,
+    /// TLS on the public listener (`[server.tls]`). Defaults to none (plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS on the public listener (rustls): TLS 1.3, optionally client
+/// certificates for `tls_client_auth` and certificate-bound tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// PEM bundle of the CAs that issue client certificates. Defaults to none.
+    pub client_ca: Option<PathBuf>,
+    /// Whether client certificates are asked for. Defaults to off.
+    pub client_auth: ClientCertMode,
+    /// Also accept TLS 1.2 (ECDHE with AES-GCM only). Defaults to false.
+    pub tls12: bool,
+    /// Also offer ChaCha20-Poly1305. Defaults to false.
+    pub chacha20: bool,
+    /// How often the files are checked for changes; SIGHUP checks at once.
+    /// Defaults to 30 s; `None` (0 in the file) turns polling off.
+    pub reload_interval: Option<Duration>,
+}
+
+/// Client certificates on the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCertMode {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// Asked for; verified when presented; connections without one are served.
+    Optional,
+    /// Every connection must present a valid one.
+    Required,
 }
 
 /// Public URLs and JWKS caching.
@@ -297,6 +332,39 @@ pub enum ClientAuthMethod {
     SecretBasic(SecretSource),
     /// A JWT signed with one of the client's keys (RFC 7523).
     PrivateKeyJwt(JwksSource),
+    /// A client certificate from the configured CA with this subject or
+    /// SAN (RFC 8705 §2.1).
+    TlsClientAuth(CertificateName),
+    /// A self-signed client certificate registered by its SHA-256 thumbprint
+    /// or in a JWKS (`x5c`) (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth(SelfSignedSource),
+}
+
+/// The one certificate name a `tls_client_auth` client is registered by
+/// (RFC 8705 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateName {
+    /// `tls_client_auth_subject_dn`, an RFC 4514 string, e.g. `CN=api,O=Example`.
+    SubjectDn(String),
+    /// `tls_client_auth_san_dns`.
+    SanDns(String),
+    /// `tls_client_auth_san_uri`, e.g. a SPIFFE ID.
+    SanUri(String),
+    /// `tls_client_auth_san_ip`.
+    SanIp(std::net::IpAddr),
+    /// `tls_client_auth_san_email`.
+    SanEmail(String),
+}
+
+/// Where a `self_signed_tls_client_auth` client's certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SelfSignedSource {
+    /// base64url SHA-256 thumbprints (`x5t#S256`) of the certificates.
+    Thumbprints(Vec<String>),
+    /// A JWK set file whose keys carry the certificates in `x5c`.
+    JwksFile(PathBuf),
 }
 
 /// Where a client's public keys come from.

@@ -52,6 +52,19 @@ pub(crate) struct RawServer {
     pub header_read_timeout: Option<i64>,
     pub request_timeout: Option<i64>,
     pub drain_timeout: Option<i64>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<String>,
+    pub tls12: Option<bool>,
+    pub chacha20: Option<bool>,
+    pub reload_interval: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +113,12 @@ pub(crate) struct RawClient {
     pub jwks_file: Option<PathBuf>,
     /// Inline public JWKs (TOML tables with the JWK members).
     pub jwks: Option<Vec<serde_json::Value>>,
+    pub tls_client_auth_subject_dn: Option<String>,
+    pub tls_client_auth_san_dns: Option<String>,
+    pub tls_client_auth_san_uri: Option<String>,
+    pub tls_client_auth_san_ip: Option<String>,
+    pub tls_client_auth_san_email: Option<String>,
+    pub certificate_thumbprints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

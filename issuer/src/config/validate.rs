@@ -138,6 +138,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         header_read_timeout: f.secs("server.header_read_timeout", s.header_read_timeout, 300, 5)?,
         request_timeout: f.secs("server.request_timeout", s.request_timeout, 300, 10)?,
         drain_timeout: f.secs("server.drain_timeout", s.drain_timeout, 3600, 10)?,
+        tls: s.tls.map(|t| tls(&f, t, base)).transpose()?,
     };
     if issuer.is_none() && !server.listen.ip().is_loopback() {
         return Err(
@@ -215,6 +216,8 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         clients.push(client);
     }
 
+    check_client_certificates(&f, &server, &clients)?;
+
     let mut templates: Vec<TemplateConfig> = Vec::with_capacity(raw.templates.len());
     for (i, rt) in raw.templates.into_iter().enumerate() {
         let t = template(&f, i, rt, &clients)?;
@@ -232,7 +235,85 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         }
     }
 
+    let certs_off = server.tls.as_ref().is_none_or(|t| t.client_auth == ClientCertMode::Off);
+    if let Some(i) = templates.iter().position(|t| t.binding == BindingRequirement::Mtls) {
+        if certs_off {
+            return Err(f.err(
+                &format!("templates[{i}].binding"),
+                "\"mtls\" needs client certificates: set server.tls.client_auth to \"optional\" or \"required\"",
+            ));
+        }
+    }
+
     Ok(Config { issuer, log, server, endpoints, signing_key, dpop, client_auth, replay, clients, templates, warnings })
+}
+
+fn tls(f: &Fields<'_>, t: super::raw::RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
+    let cert = t.cert.ok_or_else(|| f.err("server.tls.cert", "missing: the PEM certificate chain"))?;
+    let key = t.key.ok_or_else(|| f.err("server.tls.key", "missing: the PEM private key"))?;
+    let client_auth = match t.client_auth.as_deref() {
+        None | Some("off") => ClientCertMode::Off,
+        Some("optional") => ClientCertMode::Optional,
+        Some("required") => ClientCertMode::Required,
+        Some(other) => {
+            return Err(f.err(
+                "server.tls.client_auth",
+                format!("{:?} is not \"off\", \"optional\" or \"required\"", short(other)),
+            ))
+        }
+    };
+    if client_auth == ClientCertMode::Off && t.client_ca.is_some() {
+        return Err(f.err("server.tls.client_ca", "set, but client_auth is \"off\": set client_auth too"));
+    }
+    let interval = f.int("server.tls.reload_interval", t.reload_interval, 0..=86_400, 30u64, " s")?;
+    Ok(TlsConfig {
+        cert: base.join(cert),
+        key: base.join(key),
+        client_ca: t.client_ca.map(|p| base.join(p)),
+        client_auth,
+        tls12: t.tls12.unwrap_or(false),
+        chacha20: t.chacha20.unwrap_or(false),
+        reload_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+    })
+}
+
+/// Certificate clients need client certificates on the listener, and
+/// `tls_client_auth` needs a CA to trust.
+fn check_client_certificates(
+    f: &Fields<'_>,
+    server: &ServerConfig,
+    clients: &[ClientConfig],
+) -> Result<(), ConfigError> {
+    let tls = server.tls.as_ref().filter(|t| t.client_auth != ClientCertMode::Off);
+    for (i, c) in clients.iter().enumerate() {
+        let (needs_ca, name) = match &c.auth {
+            ClientAuthMethod::TlsClientAuth(_) => (true, "tls_client_auth"),
+            ClientAuthMethod::SelfSignedTlsClientAuth(_) => (false, "self_signed_tls_client_auth"),
+            _ => continue,
+        };
+        match tls {
+            None => {
+                return Err(f.err(
+                    &format!("clients[{i}].auth"),
+                    format!("{name} needs [server.tls] with client_auth = \"optional\" or \"required\""),
+                ))
+            }
+            Some(t) if needs_ca && t.client_ca.is_none() => {
+                return Err(f.err(&format!("clients[{i}].auth"), "tls_client_auth needs server.tls.client_ca"))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(t) = tls {
+        let self_signed = clients.iter().any(|c| matches!(c.auth, ClientAuthMethod::SelfSignedTlsClientAuth(_)));
+        if t.client_ca.is_none() && !self_signed {
+            return Err(f.err(
+                "server.tls.client_ca",
+                "missing: client certificates are asked for but no CA is trusted and no self-signed client is registered",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn client(f: &Fields<'_>, i: usize, rc: RawClient, base: &Path) -> Result<ClientConfig, ConfigError> {
@@ -243,6 +324,20 @@ fn client(f: &Fields<'_>, i: usize, rc: RawClient, base: &Path) -> Result<Client
     }
     let secrets = [rc.secret_sha256.is_some(), rc.secret_file.is_some(), rc.secret_env.is_some()];
     let keys = [rc.jwks_file.is_some(), rc.jwks.is_some()];
+    let cert_fields = [
+        rc.tls_client_auth_subject_dn.is_some(),
+        rc.tls_client_auth_san_dns.is_some(),
+        rc.tls_client_auth_san_uri.is_some(),
+        rc.tls_client_auth_san_ip.is_some(),
+        rc.tls_client_auth_san_email.is_some(),
+        rc.certificate_thumbprints.is_some(),
+    ];
+    if matches!(rc.auth.as_deref(), Some("client_secret_basic" | "private_key_jwt")) && cert_fields.iter().any(|c| *c) {
+        return Err(f.err(
+            &field("auth"),
+            "tls_client_auth_* and certificate_thumbprints belong to tls_client_auth / self_signed_tls_client_auth clients",
+        ));
+    }
     let auth = match rc.auth.as_deref() {
         Some("client_secret_basic") => {
             if keys.iter().any(|k| *k) {
@@ -291,14 +386,106 @@ fn client(f: &Fields<'_>, i: usize, rc: RawClient, base: &Path) -> Result<Client
             };
             ClientAuthMethod::PrivateKeyJwt(source)
         }
+        Some("tls_client_auth") => {
+            if secrets.iter().any(|s| *s) || keys.iter().any(|k| *k) || rc.certificate_thumbprints.is_some() {
+                return Err(f.err(&field("auth"), "tls_client_auth takes one tls_client_auth_* name, nothing else"));
+            }
+            let mut names = Vec::new();
+            if let Some(v) = rc.tls_client_auth_subject_dn {
+                names.push(("tls_client_auth_subject_dn", CertificateName::SubjectDn(v)));
+            }
+            if let Some(v) = rc.tls_client_auth_san_dns {
+                names.push(("tls_client_auth_san_dns", CertificateName::SanDns(v)));
+            }
+            if let Some(v) = rc.tls_client_auth_san_uri {
+                names.push(("tls_client_auth_san_uri", CertificateName::SanUri(v)));
+            }
+            if let Some(v) = rc.tls_client_auth_san_ip {
+                let ip = v.parse().map_err(|_| {
+                    f.err(&field("tls_client_auth_san_ip"), format!("{:?} is not an IP address", short(&v)))
+                })?;
+                names.push(("tls_client_auth_san_ip", CertificateName::SanIp(ip)));
+            }
+            if let Some(v) = rc.tls_client_auth_san_email {
+                names.push(("tls_client_auth_san_email", CertificateName::SanEmail(v)));
+            }
+            match names.pop() {
+                Some((name, value)) if names.is_empty() => {
+                    let empty = match &value {
+                        CertificateName::SubjectDn(v)
+                        | CertificateName::SanDns(v)
+                        | CertificateName::SanUri(v)
+                        | CertificateName::SanEmail(v) => v.trim().is_empty() || v.len() > 1024,
+                        CertificateName::SanIp(_) => false,
+                    };
+                    if empty {
+                        return Err(f.err(&field(name), "must be 1..=1024 characters"));
+                    }
+                    if let CertificateName::SubjectDn(dn) = &value {
+                        crate::clients::parse_dn(dn).map_err(|e| f.err(&field(name), e))?;
+                    }
+                    ClientAuthMethod::TlsClientAuth(value)
+                }
+                _ => {
+                    return Err(f.err(
+                        &field("auth"),
+                        "tls_client_auth needs exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns, \
+                         tls_client_auth_san_uri, tls_client_auth_san_ip, tls_client_auth_san_email",
+                    ))
+                }
+            }
+        }
+        Some("self_signed_tls_client_auth") => {
+            if secrets.iter().any(|s| *s) || rc.jwks.is_some() {
+                return Err(f.err(
+                    &field("auth"),
+                    "self_signed_tls_client_auth takes certificate_thumbprints or jwks_file (keys with x5c)",
+                ));
+            }
+            match (rc.certificate_thumbprints, rc.jwks_file) {
+                (Some(list), None) => {
+                    if list.is_empty() {
+                        return Err(f.err(&field("certificate_thumbprints"), "must list at least one thumbprint"));
+                    }
+                    for (k, t) in list.iter().enumerate() {
+                        let ok =
+                            t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        if !ok {
+                            return Err(f.err(
+                                &format!("clients[{i}].certificate_thumbprints[{k}]"),
+                                "must be a base64url SHA-256 (43 characters), as in x5t#S256",
+                            ));
+                        }
+                    }
+                    ClientAuthMethod::SelfSignedTlsClientAuth(SelfSignedSource::Thumbprints(list))
+                }
+                (None, Some(p)) => ClientAuthMethod::SelfSignedTlsClientAuth(SelfSignedSource::JwksFile(base.join(p))),
+                _ => {
+                    return Err(f.err(
+                        &field("auth"),
+                        "self_signed_tls_client_auth needs either certificate_thumbprints or jwks_file",
+                    ))
+                }
+            }
+        }
         Some(other) => {
             return Err(f.err(
                 &field("auth"),
-                format!("{:?} is not supported (client_secret_basic, private_key_jwt)", short(other)),
+                format!(
+                    "{:?} is not supported (client_secret_basic, private_key_jwt, tls_client_auth, \
+                     self_signed_tls_client_auth)",
+                    short(other)
+                ),
             ))
         }
-        None => return Err(f.err(&field("auth"), "missing (client_secret_basic or private_key_jwt)")),
+        None => {
+            return Err(f.err(
+                &field("auth"),
+                "missing (client_secret_basic, private_key_jwt, tls_client_auth or self_signed_tls_client_auth)",
+            ))
+        }
     };
+
     Ok(ClientConfig { id, auth })
 }
 
@@ -506,7 +693,11 @@ mod tests {
         let cfg = |c: &str| {
             Config::from_toml_str(&format!("[signing_key]\ngenerate = true\n[[clients]]\n{c}")).unwrap_err().to_string()
         };
-        assert_eq!(cfg("id = \"a\""), "clients[0].auth: missing (client_secret_basic or private_key_jwt)");
+        assert_eq!(
+            cfg("id = \"a\""),
+            "clients[0].auth: missing (client_secret_basic, private_key_jwt, tls_client_auth or \
+             self_signed_tls_client_auth)"
+        );
         assert_eq!(
             cfg("id = \"a\"\nauth = \"client_secret_basic\"\nsecret_sha256 = \"abc\""),
             "clients[0].secret_sha256: must be 64 hex digits (SHA-256)"
@@ -516,6 +707,75 @@ mod tests {
         assert!(cfg("id = \"a\"\nauth = \"private_key_jwt\"\njwks = [{ kty = \"oct\", k = \"AAAA\" }]")
             .starts_with("clients[0].jwks[0]: "));
         assert!(cfg("id = \"a b\"\nauth = \"private_key_jwt\"\njwks_file = \"k.json\"").starts_with("clients[0].id: "));
+    }
+
+    const TLS: &str = "[signing_key]\ngenerate = true\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+
+    #[test]
+    fn tls_section() {
+        let c = Config::from_toml(TLS, Path::new("etc"), &|_| Ok(None)).unwrap();
+        let t = c.server.tls.unwrap();
+        assert_eq!((t.cert, t.key), (PathBuf::from("etc/c.pem"), PathBuf::from("etc/k.pem")));
+        assert_eq!((t.client_auth, t.tls12, t.chacha20), (ClientCertMode::Off, false, false));
+        assert_eq!(t.reload_interval, Some(Duration::from_secs(30)));
+        let with = |extra: &str| Config::from_toml_str(&format!("{TLS}{extra}"));
+        let t = with("client_auth = \"required\"\nclient_ca = \"ca.pem\"\ntls12 = true\nreload_interval = 0")
+            .unwrap()
+            .server
+            .tls
+            .unwrap();
+        assert_eq!((t.client_auth, t.tls12, t.reload_interval), (ClientCertMode::Required, true, None));
+        let err = |extra: &str| with(extra).unwrap_err().to_string();
+        assert!(err("client_auth = \"maybe\"").starts_with("server.tls.client_auth: "));
+        assert!(err("client_ca = \"ca.pem\"").starts_with("server.tls.client_ca: set, but client_auth"));
+        assert!(err("client_auth = \"optional\"").starts_with("server.tls.client_ca: missing"));
+        assert!(err("tls13 = true").contains("tls13"));
+        let e = Config::from_toml_str("[signing_key]\ngenerate = true\n[server.tls]\ncert = \"c.pem\"").unwrap_err();
+        assert!(e.to_string().starts_with("server.tls.key: missing"), "{e}");
+    }
+
+    #[test]
+    fn certificate_clients() {
+        let spiffe = "[[clients]]\nid = \"w\"\nauth = \"tls_client_auth\"\n\
+                      tls_client_auth_san_uri = \"spiffe://example.org/w\"\n";
+        let certs_on = format!("{TLS}client_auth = \"optional\"\nclient_ca = \"ca.pem\"\n");
+        let c = Config::from_toml_str(&format!("{certs_on}{spiffe}")).unwrap();
+        assert_eq!(
+            c.clients[0].auth,
+            ClientAuthMethod::TlsClientAuth(CertificateName::SanUri("spiffe://example.org/w".into()))
+        );
+        let err = |text: String| Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err(format!("{TLS}{spiffe}")).starts_with("clients[0].auth: tls_client_auth needs [server.tls]"));
+        assert!(err(format!("[signing_key]\ngenerate = true\n{spiffe}")).contains("needs [server.tls]"));
+        assert!(err(format!("{certs_on}{spiffe}tls_client_auth_san_dns = \"x\"")).contains("exactly one of"));
+        assert!(err(format!(
+            "{certs_on}[[clients]]\nid = \"d\"\nauth = \"tls_client_auth\"\ntls_client_auth_subject_dn = \"CN\""
+        ))
+        .starts_with("clients[0].tls_client_auth_subject_dn: "));
+        assert!(err(format!(
+            "{certs_on}[[clients]]\nid = \"d\"\nauth = \"tls_client_auth\"\ntls_client_auth_san_ip = \"x\""
+        ))
+        .starts_with("clients[0].tls_client_auth_san_ip: "));
+        let self_signed = |v: &str| {
+            format!(
+                "{TLS}client_auth = \"required\"\n[[clients]]\nid = \"s\"\nauth = \"self_signed_tls_client_auth\"\n{v}"
+            )
+        };
+        let thumb = "certificate_thumbprints = [\"fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo\"]";
+        assert!(Config::from_toml_str(&self_signed(thumb)).is_ok());
+        assert!(err(self_signed("certificate_thumbprints = [\"abc\"]"))
+            .starts_with("clients[0].certificate_thumbprints[0]: "));
+        assert!(err(self_signed("")).contains("needs either certificate_thumbprints or jwks_file"));
+        let basic_with_san = "[[clients]]\nid = \"b\"\nauth = \"client_secret_basic\"\nsecret_env = \"X\"\n\
+                              tls_client_auth_san_dns = \"x\"";
+        assert!(err(format!("{certs_on}{basic_with_san}")).contains("belong to tls_client_auth"));
+        // An mTLS template needs client certificates on the listener.
+        let template = "[[templates]]\nname = \"m\"\nclients = [\"w\"]\nactions = [\"GET:/a\"]\n\
+                        audience = \"https://api\"\nbinding = \"mtls\"";
+        assert!(Config::from_toml_str(&format!("{certs_on}{spiffe}{template}")).is_ok());
+        let basic = "[[clients]]\nid = \"w\"\nauth = \"client_secret_basic\"\nsecret_env = \"X\"\n";
+        assert!(err(format!("[signing_key]\ngenerate = true\n{basic}{template}"))
+            .starts_with("templates[0].binding: \"mtls\" needs client certificates"));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 mod listener;
 mod serve;
+mod tls;
 
 pub use listener::{Acceptor, ConnectionInfo, PlainAcceptor};
 pub(crate) use serve::{serve, Handler, Limits};
+pub use tls::{TlsAcceptor, TlsError, TlsSettings};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};

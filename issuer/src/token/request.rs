@@ -150,7 +150,7 @@ fn credentials(
         }
         (Some(other), None) => Ok(other),
         (None, Some(assertion)) => Ok(Credentials::Assertion { client_id, assertion }),
-        (None, None) => Ok(Credentials::None),
+        (None, None) => Ok(client_id.map_or(Credentials::None, Credentials::ClientId)),
     }
 }
 

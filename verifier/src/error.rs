@@ -2,6 +2,7 @@
 
 use crate::dpop::ProofError;
 use crate::jose::alg::Algorithm;
+use crate::revocation::RevocationError;
 use crate::store::StoreError;
 use crate::token::TokenError;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -49,6 +50,15 @@ impl From<ProofError> for Rejection {
         match e {
             ProofError::NonceRequired(n) => Self::UseDpopNonce(n),
             other => Self::InvalidProof(other),
+        }
+    }
+}
+
+impl From<RevocationError> for Rejection {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            RevocationError::Revoked => Self::InvalidToken(TokenError::Revoked),
+            RevocationError::Stale(_) => Self::Unavailable(e.to_string()),
         }
     }
 }

@@ -46,7 +46,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
-//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster |
+//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster; `RedisRevocationFeed` |
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
 //! | `tokio-rustls` | no | `mtls::peer_certificate_der`: the client certificate of a tokio-rustls connection |
@@ -73,6 +73,7 @@ mod jose;
 mod keys;
 pub mod mtls;
 mod nonce;
+mod revocation;
 mod store;
 mod token;
 #[cfg(feature = "tower")]
@@ -106,5 +107,8 @@ pub use crate::store::{
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
+pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
+#[cfg(feature = "redis")]
+pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

@@ -10,6 +10,7 @@ use crate::jose::alg::Algorithm;
 use crate::jose::b64;
 use crate::keys::KeySource;
 use crate::mtls::ClientCert;
+use crate::revocation::RevocationCheck;
 use crate::store::{ConsumeOutcome, ConsumeRequest, ProofId, UsageStore};
 use crate::token::{TokenError, TokenSettings, TokenVerifier};
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub struct Verifier {
     proofs: ProofVerifier,
     store: Arc<dyn UsageStore>,
     clock: Arc<dyn Clock>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl Verifier {
@@ -111,7 +113,15 @@ impl Verifier {
             proofs: ProofVerifier::new(settings.dpop),
             store,
             clock,
+            revocation: None,
         }
+    }
+
+    /// Also refuse tokens that `rules` revoke (by `sub`, template or issue
+    /// time), checked before the usage store.
+    pub fn with_revocation(mut self, rules: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = Some(rules);
+        self
     }
 
     /// The DPoP algorithms accepted (for `WWW-Authenticate: DPoP algs=…`).
@@ -187,6 +197,10 @@ impl Verifier {
             .chain(&claims.cap.subcap)
             .find(|a| ActionPattern::parse(a).is_ok_and(|p| p.matches(req.method, path)))
             .ok_or(Rejection::InsufficientScope)?;
+
+        if let Some(rules) = &self.revocation {
+            rules.check(&claims)?;
+        }
 
         // Keep entries as long as the token or proof could still be accepted,
         // and at least 2 × TTL after issue.

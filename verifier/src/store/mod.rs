@@ -2,7 +2,7 @@
 
 mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 
 pub use memory::{MemoryStore, MemoryStoreSettings};
 #[cfg(feature = "redis")]

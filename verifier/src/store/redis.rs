@@ -21,7 +21,7 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
-mod conn;
+pub(crate) mod conn;
 mod settings;
 
 pub use settings::{EvictionCheck, RedisStoreError, RedisStoreSettings};
@@ -60,22 +60,7 @@ impl RedisStore {
     pub async fn connect(settings: RedisStoreSettings) -> Result<Self, RedisStoreError> {
         settings.validate()?;
         let backend = Backend::connect(&settings).await?;
-        if settings.eviction_check != EvictionCheck::Off {
-            match backend.eviction_risk(settings.connect_timeout() + settings.response_timeout()).await {
-                Ok(None) => {}
-                Ok(Some(risk)) if settings.eviction_check == EvictionCheck::Refuse => {
-                    return Err(RedisStoreError::Eviction(risk))
-                }
-                Ok(Some(risk)) => tracing::warn!(
-                    risk = %risk,
-                    "Redis may evict usage counters: a token could be accepted more often than its limit"
-                ),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "could not read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction"
-                ),
-            }
-        }
+        check_eviction(&backend, &settings).await?;
         let mut rid_prefix = [0u8; 8];
         openssl::rand::rand_bytes(&mut rid_prefix)
             .map_err(|e| RedisStoreError::Connect(format!("no randomness for request ids: {e}")))?;
@@ -102,12 +87,12 @@ impl RedisStore {
 
     /// The usage hash of `trace` (for operators and tests).
     pub fn usage_key(&self, trace: &str) -> String {
-        format!("{}:{{{}}}:u", self.settings.key_prefix, hash_tag(trace))
+        trace_key(&self.settings.key_prefix, trace, "u")
     }
 
     /// The revocation marker of `trace`.
     pub fn revocation_key(&self, trace: &str) -> String {
-        format!("{}:{{{}}}:x", self.settings.key_prefix, hash_tag(trace))
+        trace_key(&self.settings.key_prefix, trace, "x")
     }
 
     fn request_id(&self) -> [u8; 16] {
@@ -170,7 +155,37 @@ impl RedisStore {
     }
 }
 
-fn unix_now() -> i64 {
+/// The start-up check of `maxmemory-policy`, as `settings.eviction_check` says.
+pub(crate) async fn check_eviction(backend: &Backend, settings: &RedisStoreSettings) -> Result<(), RedisStoreError> {
+    if settings.eviction_check == EvictionCheck::Off {
+        return Ok(());
+    }
+    match backend.eviction_risk(settings.connect_timeout() + settings.response_timeout()).await {
+        Ok(None) => Ok(()),
+        Ok(Some(risk)) if settings.eviction_check == EvictionCheck::Refuse => Err(RedisStoreError::Eviction(risk)),
+        Ok(Some(risk)) => {
+            tracing::warn!(
+                risk = %risk,
+                "Redis may evict usage counters and revocations: a token could be accepted more often than its limit"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "could not read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `<prefix>:{<tag of trace>}:<suffix>`.
+pub(crate) fn trace_key(prefix: &str, trace: &str, suffix: &str) -> String {
+    format!("{prefix}:{{{}}}:{suffix}", hash_tag(trace))
+}
+
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 

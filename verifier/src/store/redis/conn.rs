@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// One script call: `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`.
-pub(super) struct Eval<'a> {
+pub(crate) struct Eval<'a> {
     pub sha: &'a str,
     pub code: &'a str,
     pub keys: [&'a [u8]; 2],
@@ -32,8 +32,44 @@ impl Eval<'_> {
     }
 }
 
+/// A client for one node, with the settings' user, password and TLS files.
+fn node_client(
+    url: &str,
+    field: &'static str,
+    s: &RedisStoreSettings,
+    password: Option<&str>,
+    tls: Option<redis::TlsCertificates>,
+) -> Result<redis::Client, RedisStoreError> {
+    let mut info = url.into_connection_info().map_err(|e| config_err(field, e))?;
+    let mut redis_info = info.redis_settings().clone();
+    if let Some(u) = &s.username {
+        redis_info = redis_info.set_username(u);
+    }
+    if let Some(p) = password {
+        redis_info = redis_info.set_password(p);
+    }
+    info = info.set_redis_settings(redis_info);
+    match tls {
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| config_err(field, e))
+}
+
+/// One client per configured node (the single `url`, or every cluster
+/// seed), for connections the pool does not cover, such as pub/sub.
+pub(crate) fn node_clients(s: &RedisStoreSettings) -> Result<Vec<redis::Client>, RedisStoreError> {
+    let password = s.password()?;
+    let field = if s.url.is_some() { "url" } else { "cluster" };
+    s.url
+        .iter()
+        .chain(&s.cluster)
+        .map(|u| node_client(u, field, s, password.as_deref(), s.tls_certificates()?))
+        .collect()
+}
+
 /// A small pool of multiplexed connections, used round robin.
-pub(super) enum Backend {
+pub(crate) enum Backend {
     Single { conns: Vec<ConnectionManager>, next: AtomicUsize },
     Cluster { conns: Vec<ClusterConnection>, next: AtomicUsize },
 }
@@ -48,7 +84,7 @@ impl std::fmt::Debug for Backend {
 }
 
 /// One connection of the pool (a cheap clone).
-pub(super) enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -62,24 +98,11 @@ fn config_err(field: &'static str, e: impl std::fmt::Display) -> RedisStoreError
 }
 
 impl Backend {
-    pub(super) async fn connect(s: &RedisStoreSettings) -> Result<Self, RedisStoreError> {
+    pub(crate) async fn connect(s: &RedisStoreSettings) -> Result<Self, RedisStoreError> {
         let password = s.password()?;
         let tls = s.tls_certificates()?;
         if let Some(url) = &s.url {
-            let mut info = url.as_str().into_connection_info().map_err(|e| config_err("url", e))?;
-            let mut redis_info = info.redis_settings().clone();
-            if let Some(u) = &s.username {
-                redis_info = redis_info.set_username(u);
-            }
-            if let Some(p) = &password {
-                redis_info = redis_info.set_password(p);
-            }
-            info = info.set_redis_settings(redis_info);
-            let client = match tls {
-                Some(certs) => redis::Client::build_with_tls(info, certs),
-                None => redis::Client::open(info),
-            }
-            .map_err(|e| config_err("url", e))?;
+            let client = node_client(url, "url", s, password.as_deref(), tls)?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(s.connect_timeout()))
                 .set_response_timeout(Some(s.response_timeout()))
@@ -132,7 +155,7 @@ impl Backend {
         }
     }
 
-    pub(super) fn pick(&self) -> Conn {
+    pub(crate) fn pick(&self) -> Conn {
         match self {
             Self::Single { conns, next } => {
                 Conn::Single(conns[next.fetch_add(1, Ordering::Relaxed) % conns.len()].clone())
@@ -146,7 +169,7 @@ impl Backend {
     /// `Some(why)` when some primary may evict keys: a `maxmemory-policy`
     /// other than `noeviction`. Every key of ours has a TTL, so `volatile-*`
     /// policies can evict them just as `allkeys-*` do.
-    pub(super) async fn eviction_risk(&self, timeout: Duration) -> Result<Option<String>, RedisError> {
+    pub(crate) async fn eviction_risk(&self, timeout: Duration) -> Result<Option<String>, RedisError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory*");
         let per_node: Vec<(String, Value)> = match self.pick() {
@@ -192,14 +215,14 @@ impl Conn {
     /// Runs the script by hash, and by body when this node does not have it
     /// cached (after a restart, a failover or `SCRIPT FLUSH`). On a cluster
     /// the command is routed by its first key, so the fallback is per node.
-    pub(super) async fn eval(&mut self, e: &Eval<'_>) -> RedisResult<Value> {
+    pub(crate) async fn eval(&mut self, e: &Eval<'_>) -> RedisResult<Value> {
         match self.query(&e.cmd(true)).await {
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self.query(&e.cmd(false)).await,
             other => other,
         }
     }
 
-    pub(super) async fn query(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+    pub(crate) async fn query(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Self::Single(c) => cmd.query_async(c).await,
             Self::Cluster(c) => cmd.query_async(c).await,
@@ -208,7 +231,7 @@ impl Conn {
 
     /// `WAIT n timeout` on the connection (and node) that holds `key`;
     /// returns how many replicas acknowledged.
-    pub(super) async fn wait_replicas(&mut self, key: &str, n: u32, timeout_ms: u64) -> RedisResult<i64> {
+    pub(crate) async fn wait_replicas(&mut self, key: &str, n: u32, timeout_ms: u64) -> RedisResult<i64> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(n).arg(timeout_ms);
         let v = match self {
@@ -228,12 +251,12 @@ impl Conn {
 /// Errors after which the same request may be sent again: the connection
 /// broke, so the script may or may not have run (the request id makes a
 /// second run answer like the first).
-pub(super) fn is_connection_error(e: &RedisError) -> bool {
+pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_connection_dropped() || e.is_connection_refusal() || (e.is_io_error() && !e.is_timeout())
 }
 
 /// A short, stable reason for logs.
-pub(super) fn classify(e: &RedisError) -> &'static str {
+pub(crate) fn classify(e: &RedisError) -> &'static str {
     if e.is_timeout() {
         "timeout"
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {

@@ -161,3 +161,26 @@ async fn bad_sets_are_refused() {
     assert!(matches!(jwks.key("dup", Algorithm::ES256).await, Err(KeySourceError::Unavailable(_))));
     server.abort();
 }
+
+#[tokio::test]
+async fn a_set_with_private_members_is_refused_and_the_last_good_set_kept() {
+    let a = KeyPair::generate(Algorithm::ES256).unwrap();
+    let b = KeyPair::generate(Algorithm::ES256).unwrap();
+    let state = Arc::new(Server::default());
+    *state.jwks.lock().unwrap() = jwks_of(&[&a]);
+    let (url, server) = serve(state.clone()).await;
+    let jwks = HttpJwks::new(settings(&url)).unwrap();
+    assert!(jwks.key(a.thumbprint(), Algorithm::ES256).await.is_ok());
+
+    // The issuer now serves b with a private member ("d"): refused as a
+    // whole, so b stays unknown, and a keeps working from the last good set.
+    let mut leaked = b.public_jwk().clone().with_kid_and_alg(b.thumbprint(), Algorithm::ES256).to_json();
+    leaked["d"] = serde_json::json!("AAAA");
+    let good_a = a.public_jwk().clone().with_kid_and_alg(a.thumbprint(), Algorithm::ES256).to_json();
+    *state.jwks.lock().unwrap() = serde_json::json!({"keys": [good_a, leaked]}).to_string();
+    let before = state.requests.load(Ordering::SeqCst);
+    assert!(jwks.key(b.thumbprint(), Algorithm::ES256).await.is_err());
+    assert_eq!(state.requests.load(Ordering::SeqCst), before + 1, "the unknown kid caused one fetch");
+    assert!(jwks.key(a.thumbprint(), Algorithm::ES256).await.is_ok());
+    server.abort();
+}

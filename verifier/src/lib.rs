@@ -102,13 +102,13 @@ pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsEr
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
 pub use crate::nonce::{NonceConfigError, NonceSource};
+#[cfg(feature = "redis")]
+pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
+pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
 pub use crate::store::{
     ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
-pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
-#[cfg(feature = "redis")]
-pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

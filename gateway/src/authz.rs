@@ -13,12 +13,20 @@
 //! (`X-Ekey-Reason: untrusted_peer`), and `/envoy` is checked against the
 //! URL of the request itself.
 //!
+//! Certificate-bound tokens take the client certificate from the configured
+//! header (`client_cert_header`: Envoy XFCC, nginx escaped PEM, PEM), again
+//! only from a trusted proxy.
+//!
 //! Answers: 200 with `X-Ekey-Sub`, `X-Ekey-Trace`, `X-Ekey-Action`,
 //! `X-Ekey-Remaining` for the upstream; or the verifier's rejection (401 +
 //! `WWW-Authenticate` [+ `DPoP-Nonce`], 403, 503 + `Retry-After`), always
 //! with `X-Ekey-Reason`.
 
-use ekey_verifier::{ExternalUrl, NonceSource, Rejection, RequestOrigin, VerifiedCapability, Verifier};
+use ekey_verifier::mtls::{ClientCert, ClientCertSource};
+use ekey_verifier::{
+    ExternalUrl, JwsError, NonceSource, PresentedRequest, ProofError, Rejection, RequestOrigin, TokenError,
+    VerifiedCapability, Verifier,
+};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -55,6 +63,7 @@ pub enum Dialect {
 pub struct Authz {
     verifier: Arc<Verifier>,
     external: ExternalUrl,
+    certs: ClientCertSource,
     listener_scheme: &'static str,
     envoy_prefix: String,
     nonce: Option<NonceSource>,
@@ -66,14 +75,16 @@ const HEADER_UNSAFE: &AsciiSet = &CONTROLS.add(b'%').add(b'"');
 impl Authz {
     /// `nonce` is the same source the verifier checks against, to hand the
     /// current nonce out on success.
+    /// `certs` reads client certificates from a trusted proxy's header.
     pub fn new(
         verifier: Arc<Verifier>,
         external: ExternalUrl,
+        certs: ClientCertSource,
         listener_scheme: &'static str,
         envoy_prefix: String,
         nonce: Option<NonceSource>,
     ) -> Self {
-        Self { verifier, external, listener_scheme, envoy_prefix, nonce }
+        Self { verifier, external, certs, listener_scheme, envoy_prefix, nonce }
     }
 
     /// The dialect of a request path, if it is an authz endpoint.
@@ -141,9 +152,7 @@ impl Authz {
                 return refusal(status, "bad_original_url");
             }
         };
-        // Client certificates from the gateway's header are left to the mTLS
-        // module (see docs/gateway.md); certificate-bound tokens are refused here.
-        match self.verifier.verify_http(&method, &url, &head.headers, None).await {
+        match self.verify(&method, &url, peer, &head.headers).await {
             Ok(cap) => {
                 tracing::info!(
                     event = "verify", outcome = "accepted", sub = %cap.sub, trace = %cap.trace,
@@ -156,6 +165,30 @@ impl Authz {
                 self.rejected(&rejection)
             }
         }
+    }
+
+    /// The verifier's checks, with the client certificate from a trusted
+    /// proxy's header (never from anyone else's).
+    async fn verify(
+        &self,
+        method: &Method,
+        url: &str,
+        peer: IpAddr,
+        headers: &HeaderMap,
+    ) -> Result<VerifiedCapability, Rejection> {
+        let cert: Option<ClientCert> = self.certs.client_certificate(peer, headers, None)?;
+        let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
+            [] => None,
+            [one] => Some(one.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?),
+            _ => return Err(TokenError::Binding("more than one Authorization header").into()),
+        };
+        let dpop = headers
+            .get_all("dpop")
+            .iter()
+            .map(|v| v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let req = PresentedRequest { method: method.as_str(), url, authorization, dpop: &dpop, peer_certificate: None };
+        self.verifier.verify_with_client_cert(&req, cert.as_ref()).await
     }
 
     fn accepted(&self, cap: &VerifiedCapability) -> Response<()> {

@@ -22,7 +22,8 @@
 //! assert_eq!(err.to_string(), "verifier.audiences: name at least one audience");
 //! ```
 
-use ekey_verifier::{ExternalUrl, ExternalUrlSettings};
+use ekey_verifier::mtls::{CertHeaderFormat, ClientCertSource, TrustedProxies};
+use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RedisStoreSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ struct RawServer {
     trusted_proxies: Option<Vec<String>>,
     public_base_url: Option<String>,
     envoy_prefix: Option<String>,
+    client_cert_header: Option<String>,
+    client_cert_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +101,7 @@ struct RawStore {
     kind: Option<String>,
     max_traces: Option<usize>,
     max_proofs: Option<usize>,
+    redis: Option<RedisStoreSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +140,10 @@ pub struct ServerConfig {
     pub public_base_url: Option<String>,
     /// Path prefix of the Envoy `ext_authz` endpoint. Defaults to `/envoy`.
     pub envoy_prefix: String,
+    /// The header a trusted proxy puts the client certificate in, and its
+    /// format, for certificate-bound tokens. Defaults to none: such tokens
+    /// are refused.
+    pub client_cert: Option<(String, CertHeaderFormat)>,
 }
 
 /// `[verifier]`: what tokens to accept.
@@ -184,6 +192,7 @@ pub enum SecretSource {
 
 /// `[store]`: where uses are counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once at start
 pub enum StoreConfig {
     /// In this process (`kind = "memory"`, the default).
     Memory {
@@ -192,6 +201,9 @@ pub enum StoreConfig {
         /// Most proof ids held. Defaults to 4 000 000.
         max_proofs: usize,
     },
+    /// Redis or Redis Cluster, shared by every gateway replica
+    /// (`kind = "redis"` with a `[store.redis]` table).
+    Redis(RedisStoreSettings),
 }
 
 /// `[log]`.
@@ -239,6 +251,12 @@ impl Config {
     /// The external-URL rules of `[server]`.
     pub fn external_url(&self) -> Result<ExternalUrl, ConfigError> {
         external_url(&self.server)
+    }
+
+    /// Where client certificates come from: the configured header, from
+    /// trusted proxies only.
+    pub fn client_cert_source(&self) -> Result<ClientCertSource, ConfigError> {
+        client_cert_source(&self.server)
     }
 }
 
@@ -293,6 +311,16 @@ fn external_url(server: &ServerConfig) -> Result<ExternalUrl, ConfigError> {
     })
 }
 
+fn client_cert_source(server: &ServerConfig) -> Result<ClientCertSource, ConfigError> {
+    let Some((header, format)) = &server.client_cert else {
+        return Ok(ClientCertSource::direct());
+    };
+    let proxies =
+        TrustedProxies::parse(&server.trusted_proxies).map_err(|e| invalid("server.trusted_proxies", e.to_string()))?;
+    ClientCertSource::behind_proxy(proxies, header, *format)
+        .map_err(|_| invalid("server.client_cert_header", format!("{header:?} is not a header name")))
+}
+
 fn validate(raw: Raw) -> Result<Config, ConfigError> {
     let s = raw.server;
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:9191");
@@ -313,14 +341,34 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     if matches!(envoy_prefix.as_str(), "/nginx" | "/forward-auth" | "/healthz") {
         return Err(invalid("server.envoy_prefix", "collides with another endpoint"));
     }
+    let client_cert = match (s.client_cert_header, s.client_cert_format.as_deref()) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(invalid("server.client_cert_format", "set only with client_cert_header")),
+        (Some(h), format) => {
+            let format = match format.unwrap_or("xfcc") {
+                "xfcc" => CertHeaderFormat::Xfcc,
+                "pem" => CertHeaderFormat::Pem,
+                "escaped_pem" => CertHeaderFormat::EscapedPem,
+                other => {
+                    return Err(invalid(
+                        "server.client_cert_format",
+                        format!("{other:?} is not xfcc, pem or escaped_pem"),
+                    ))
+                }
+            };
+            Some((h.to_ascii_lowercase(), format))
+        }
+    };
     let server = ServerConfig {
         listen,
         listener_scheme,
         trusted_proxies: s.trusted_proxies.unwrap_or_default(),
         public_base_url: s.public_base_url,
         envoy_prefix,
+        client_cert,
     };
     external_url(&server)?;
+    client_cert_source(&server)?;
 
     let v = raw.verifier.ok_or_else(|| invalid("verifier", "the [verifier] section is required"))?;
     let issuer = v.issuer.ok_or_else(|| invalid("verifier.issuer", "required"))?;
@@ -373,6 +421,20 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     };
 
     let store = match raw.store.kind.as_deref().unwrap_or("memory") {
+        "memory" if raw.store.redis.is_some() => {
+            return Err(invalid("store.redis", "set kind = \"redis\" to use it"));
+        }
+        "redis" => {
+            if raw.store.max_traces.is_some() || raw.store.max_proofs.is_some() {
+                return Err(invalid("store.max_traces", "memory store limits do not apply to kind = \"redis\""));
+            }
+            let settings = raw
+                .store
+                .redis
+                .ok_or_else(|| invalid("store.redis", "kind = \"redis\" needs a [store.redis] table"))?;
+            settings.validate().map_err(|e| invalid("store.redis", e.to_string()))?;
+            StoreConfig::Redis(settings)
+        }
         "memory" => {
             let max_traces = raw.store.max_traces.unwrap_or(1_000_000);
             let max_proofs = raw.store.max_proofs.unwrap_or(4_000_000);
@@ -381,7 +443,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
             }
             StoreConfig::Memory { max_traces, max_proofs }
         }
-        other => return Err(invalid("store.kind", format!("{other:?} is not a store kind (memory)"))),
+        other => return Err(invalid("store.kind", format!("{other:?} is not a store kind (memory, redis)"))),
     };
 
     let log = LogConfig {
@@ -418,6 +480,15 @@ mod tests {
         assert!(c.verifier.nonce.is_none());
         assert_eq!(c.store, StoreConfig::Memory { max_traces: 1_000_000, max_proofs: 4_000_000 });
         assert_eq!(c.log, LogConfig { level: "info".into(), json: false });
+        assert!(c.server.client_cert.is_none());
+        let r = Config::from_toml_str(&format!(
+            "{MIN}[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"gw\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(r.store, StoreConfig::Redis(ref s) if s.key_prefix == "gw"));
+        let x = Config::from_toml_str(&format!("{MIN}[server]\nclient_cert_header = \"X-Forwarded-Client-Cert\"\n"))
+            .unwrap();
+        assert_eq!(x.server.client_cert, Some(("x-forwarded-client-cert".into(), CertHeaderFormat::Xfcc)));
     }
 
     #[test]
@@ -428,7 +499,15 @@ mod tests {
             .starts_with("server.trusted_proxies:"));
         assert!(err(&format!("{MIN}[server]\npublic_base_url = \"ftp://x\"\n")).starts_with("server.public_base_url:"));
         assert!(err(&format!("{MIN}[server]\nenvoy_prefix = \"envoy\"\n")).starts_with("server.envoy_prefix:"));
-        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n")).starts_with("store.kind:"));
+        assert!(err(&format!("{MIN}[store]\nkind = \"disk\"\n")).starts_with("store.kind:"));
+        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n")).starts_with("store.redis:"));
+        assert!(err(&format!("{MIN}[store.redis]\nurl = \"redis://127.0.0.1\"\n")).starts_with("store.redis:"));
+        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n[store.redis]\nbogus = 1\n")).starts_with("config file"));
+        assert!(
+            err(&format!("{MIN}[server]\nclient_cert_format = \"xfcc\"\n")).starts_with("server.client_cert_format:")
+        );
+        assert!(err(&format!("{MIN}[server]\nclient_cert_header = \"x\"\nclient_cert_format = \"der\"\n"))
+            .starts_with("server.client_cert_format:"));
         assert!(err(&format!("{MIN}nonce_window = 30\n")).starts_with("verifier.nonce_window:"));
         assert!(err(&format!("{MIN}jwks_url = \"https://i.example/jwks\"\n")).contains("not both"));
         assert!(err(&format!("{MIN}bogus = 1\n")).starts_with("config file is not valid"));

@@ -27,7 +27,7 @@ fn failure(e: StartError) -> Failure {
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(&args.config).await,
-        Command::CheckConfig(args) => check_config(&args.config),
+        Command::CheckConfig(args) => check_config(&args.config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,7 +49,7 @@ fn init_tracing(level: &str, json: bool) -> Result<(), Failure> {
 async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     init_tracing(&config.log.level, config.log.json)?;
-    let authz = Arc::new(build(&config).map_err(failure)?);
+    let authz = Arc::new(build(&config).await.map_err(failure)?);
     let bound = Bound::bind(&config).await.map_err(failure)?;
     println!("listening on {}", bound.local_addr());
     let _ = std::io::stdout().flush();
@@ -58,15 +58,23 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+/// Everything but connecting: files are read and checked, Redis settings
+/// validated (not dialled).
+async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    build(&config).map_err(failure)?;
+    let mut offline = config.clone();
+    offline.store = StoreConfig::Memory { max_traces: 1, max_proofs: 1 };
+    build(&offline).await.map_err(failure)?;
     let keys = match &config.verifier.keys {
         KeysConfig::Url(u) => format!("JWKS from {u}"),
         KeysConfig::File(f) => format!("JWKS file {}", f.display()),
     };
     let store = match &config.store {
-        StoreConfig::Memory { .. } => "in-memory store (per process)",
+        StoreConfig::Memory { .. } => "in-memory store (per process)".to_owned(),
+        StoreConfig::Redis(r) => match &r.url {
+            Some(_) => "Redis store (one node)".to_owned(),
+            None => format!("Redis Cluster store ({} seed node(s))", r.cluster.len()),
+        },
     };
     println!(
         "config OK: listen {}, issuer {}, {} audience(s), {keys}, {} trusted proxy entr(ies), {store}, nonces {}",

@@ -6,7 +6,7 @@ use crate::config::{Config, KeysConfig, SecretSource, StoreConfig};
 use bytes::Bytes;
 use ekey_verifier::{
     DpopSettings, HttpJwks, HttpJwksSettings, Jwks, KeySource, MemoryStore, MemoryStoreSettings, NonceSource,
-    StaticKeys, UsageStore, Verifier, VerifierSettings,
+    RedisStore, StaticKeys, UsageStore, Verifier, VerifierSettings,
 };
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -27,6 +27,9 @@ pub enum StartError {
     /// The configuration (or a file it names) is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The Redis store cannot be reached or is unsafe to use.
+    #[error("store.redis: {0}")]
+    Store(String),
     /// The listener cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -41,8 +44,9 @@ fn invalid(field: &str, problem: impl Into<String>) -> StartError {
     StartError::Config(crate::config::ConfigError::Invalid { field: field.into(), problem: problem.into() })
 }
 
-/// Builds the authz decision maker: key source, store, nonce source, verifier.
-pub fn build(config: &Config) -> Result<Authz, StartError> {
+/// Builds the authz decision maker: key source, store (connecting to Redis
+/// when configured), nonce source, verifier.
+pub async fn build(config: &Config) -> Result<Authz, StartError> {
     let v = &config.verifier;
     let keys: Arc<dyn KeySource> = match &v.keys {
         KeysConfig::Url(url) => Arc::new(
@@ -59,6 +63,9 @@ pub fn build(config: &Config) -> Result<Authz, StartError> {
     let store: Arc<dyn UsageStore> = match &config.store {
         StoreConfig::Memory { max_traces, max_proofs } => {
             Arc::new(MemoryStore::new(MemoryStoreSettings { max_traces: *max_traces, max_proofs: *max_proofs }))
+        }
+        StoreConfig::Redis(settings) => {
+            Arc::new(RedisStore::connect(settings.clone()).await.map_err(|e| StartError::Store(e.to_string()))?)
         }
     };
     let nonce = match &v.nonce {
@@ -91,6 +98,7 @@ pub fn build(config: &Config) -> Result<Authz, StartError> {
     Ok(Authz::new(
         verifier,
         config.external_url()?,
+        config.client_cert_source()?,
         config.server.listener_scheme,
         config.server.envoy_prefix.clone(),
         nonce,

@@ -18,8 +18,7 @@ const ACTION: &str = "POST:/payments/:id";
 
 async fn gateway(trusted: &[&str]) -> (Issuer, Gateway, DpopKey) {
     let issuer = Issuer::new().unwrap();
-    let opts = GatewayOptions { audience: AUDIENCE, trusted_proxies: trusted, nonces: false, public_base_url: None };
-    let gw = Gateway::start(&issuer, &opts).await.unwrap();
+    let gw = Gateway::start(&issuer, &GatewayOptions::new(AUDIENCE, trusted)).await.unwrap();
     (issuer, gw, DpopKey::generate(Algorithm::ES256).unwrap())
 }
 

@@ -21,8 +21,7 @@ pub struct Stack {
 impl Stack {
     pub async fn start(kind: ProxyKind, nonces: bool) -> Stack {
         let issuer = Issuer::new().unwrap();
-        let opts =
-            GatewayOptions { audience: AUDIENCE, trusted_proxies: &["127.0.0.1/32"], nonces, public_base_url: None };
+        let opts = GatewayOptions { nonces, ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) };
         let gateway = Gateway::start(&issuer, &opts).await.unwrap();
         let upstream = Upstream::start(true).await.unwrap();
         let proxy = Proxy::start(kind, gateway.addr, upstream.addr).unwrap();

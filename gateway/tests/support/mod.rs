@@ -47,6 +47,11 @@ impl Issuer {
 
     /// A DPoP-bound token for `client` with `action` and `limit`, for `audience`.
     pub fn token(&self, client: &DpopKey, audience: &str, action: &str, limit: u32) -> Result<String, Error> {
+        self.token_bound(Confirmation::Jkt(client.thumbprint().into()), audience, action, limit)
+    }
+
+    /// A token with the confirmation `cnf` (DPoP key or certificate).
+    pub fn token_bound(&self, cnf: Confirmation, audience: &str, action: &str, limit: u32) -> Result<String, Error> {
         let mut jti = [0u8; 16];
         openssl_rand(&mut jti)?;
         let now = now();
@@ -59,7 +64,7 @@ impl Issuer {
             exp: now + 120,
             jti: b64_encode(jti),
             cap: Capability { action: action.into(), scope: None, limit, subcap: vec![] },
-            cnf: Confirmation::Jkt(client.thumbprint().into()),
+            cnf,
             tpl: Some("test".into()),
         };
         let header = serde_json::json!({"alg": "ES256", "typ": "ekey+jwt", "kid": self.key.thumbprint()});
@@ -93,6 +98,16 @@ pub struct GatewayOptions<'a> {
     pub trusted_proxies: &'a [&'a str],
     pub nonces: bool,
     pub public_base_url: Option<&'a str>,
+    /// `[store.redis] url`; in-memory store when `None`.
+    pub redis_url: Option<String>,
+    /// `client_cert_header` and `client_cert_format`.
+    pub client_cert: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> GatewayOptions<'a> {
+    pub fn new(audience: &'a str, trusted_proxies: &'a [&'a str]) -> Self {
+        Self { audience, trusted_proxies, nonces: false, public_base_url: None, redis_url: None, client_cert: None }
+    }
 }
 
 impl Gateway {
@@ -105,6 +120,9 @@ impl Gateway {
         if let Some(b) = opts.public_base_url {
             toml.push_str(&format!("public_base_url = {b:?}\n"));
         }
+        if let Some((header, format)) = opts.client_cert {
+            toml.push_str(&format!("client_cert_header = {header:?}\nclient_cert_format = {format:?}\n"));
+        }
         toml.push_str(&format!(
             "[verifier]\nissuer = {ISSUER:?}\naudiences = [{:?}]\njwks_file = {:?}\n",
             opts.audience,
@@ -115,9 +133,12 @@ impl Gateway {
             std::fs::write(&secret, format!("{NONCE_SECRET}\n")).map_err(|e| e.to_string())?;
             toml.push_str(&format!("nonce_secret_file = {:?}\n", secret.display().to_string()));
         }
+        if let Some(url) = &opts.redis_url {
+            toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n"));
+        }
         toml.push_str("[log]\nlevel = \"warn\"\n");
         let config = Config::from_toml_str(&toml).map_err(|e| e.to_string())?;
-        let authz = Arc::new(build(&config).map_err(|e| e.to_string())?);
+        let authz = Arc::new(build(&config).await.map_err(|e| e.to_string())?);
         let bound = Bound::bind(&config).await.map_err(|e| e.to_string())?;
         let addr = bound.local_addr();
         let task = tokio::spawn(bound.serve(authz, std::future::pending(), Duration::from_secs(1)));

@@ -1,7 +1,9 @@
 //! The admin listener: liveness and readiness, apart from the public one so
-//! that probes never compete with token traffic and are never exposed.
+//! that probes never compete with token traffic and are never exposed; and
+//! the revocation API (`POST /admin/revocations`) when configured.
 
 use crate::http::{text_response, Body, ConnectionInfo, Handler};
+use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -9,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `/healthz` and `/readyz`.
+/// The path of the revocation API.
+pub(crate) const REVOCATIONS_PATH: &str = "/admin/revocations";
+
+/// `/healthz`, `/readyz` and `/admin/revocations`.
 #[derive(Debug)]
 pub(crate) struct AdminApp {
     pub signer: Arc<dyn Signer>,
@@ -17,10 +22,18 @@ pub(crate) struct AdminApp {
     /// while in-flight requests drain.
     pub draining: Arc<AtomicBool>,
     pub probe_timeout: Duration,
+    /// The revocation API; `None` when `[revocation]` is not configured.
+    pub revocations: Option<Arc<AdminRevocations>>,
 }
 
 impl Handler for AdminApp {
     async fn handle(&self, req: Request<Incoming>, _conn: &ConnectionInfo) -> Response<Body> {
+        if req.uri().path() == REVOCATIONS_PATH {
+            return match &self.revocations {
+                Some(api) => api.handle(req).await,
+                None => text_response(StatusCode::NOT_FOUND, "revocation API not configured ([revocation])\n"),
+            };
+        }
         self.route(req.method(), req.uri().path()).await
     }
 }
@@ -88,7 +101,12 @@ mod tests {
     async fn ready_until_draining_or_signer_down() {
         let local = Arc::new(LocalSigner::generate(Algorithm::ES256).unwrap());
         let draining = Arc::new(AtomicBool::new(false));
-        let app = AdminApp { signer: local.clone(), draining: draining.clone(), probe_timeout: Duration::from_secs(1) };
+        let app = AdminApp {
+            signer: local.clone(),
+            draining: draining.clone(),
+            probe_timeout: Duration::from_secs(1),
+            revocations: None,
+        };
         assert_eq!(app.route(&Method::GET, "/healthz").await.status(), 200);
         assert_eq!(app.route(&Method::GET, "/readyz").await.status(), 200);
         draining.store(true, Ordering::SeqCst);
@@ -101,6 +119,7 @@ mod tests {
             signer: Arc::new(Down(local.public_jwk().clone())),
             draining: Arc::new(AtomicBool::new(false)),
             probe_timeout: Duration::from_secs(1),
+            revocations: None,
         };
         let res = down.route(&Method::GET, "/readyz").await;
         assert_eq!(res.status(), 503);

@@ -9,6 +9,7 @@ use crate::clients::{AssertionSettings, ClientRegistry};
 use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource, SelfSignedSource};
 use crate::keyset::KeySet;
 use crate::replay::{MemoryReplayCache, ReplayCache};
+use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
 use ekey_verifier::{from_json_strict, Clock, NonceSource, PublicJwk, SystemClock, VerifyingKey};
 use std::path::Path;
@@ -31,6 +32,8 @@ pub struct Providers {
     pub clock: Arc<dyn Clock>,
     /// DPoP server nonces, when configured.
     pub dpop_nonce: Option<NonceSource>,
+    /// The revocation API, when `[revocation]` is configured.
+    pub revocations: Option<Arc<AdminRevocations>>,
 }
 
 impl Providers {
@@ -58,6 +61,10 @@ impl Providers {
             replay: Arc::new(MemoryReplayCache::new(config.replay.capacity)),
             clock: Arc::new(SystemClock),
             dpop_nonce,
+            revocations: match &config.revocation {
+                Some(r) => Some(Arc::new(AdminRevocations::from_config(r).await?)),
+                None => None,
+            },
         })
     }
 

@@ -194,8 +194,12 @@ impl Server {
         let public_app =
             Arc::new(PublicApp { token, jwks, metadata, max_body: s.max_body_bytes, body_timeout: s.request_timeout });
         let draining = Arc::new(AtomicBool::new(false));
-        let admin_app =
-            Arc::new(AdminApp { signer, draining: Arc::clone(&draining), probe_timeout: config.signing_key.timeout });
+        let admin_app = Arc::new(AdminApp {
+            signer,
+            draining: Arc::clone(&draining),
+            probe_timeout: config.signing_key.timeout,
+            revocations: providers.revocations.clone(),
+        });
         let limits = Limits {
             max_connections: s.max_connections,
             header_read_timeout: s.header_read_timeout,

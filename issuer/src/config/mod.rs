@@ -33,11 +33,13 @@
 mod env;
 mod raw;
 mod signing;
+mod revocation;
 mod validate;
 
 pub use env::{process_env, variables as env_variables, EnvLookup};
 pub(crate) use raw::{OneOrMany, RawClient, RawConfig};
 pub(crate) use signing::format_rfc3339;
+pub use revocation::RevocationConfig;
 pub use signing::PublishedKeyConfig;
 
 use ekey_verifier::{Algorithm, PublicJwk};
@@ -107,6 +109,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Capability templates: the policy.
     pub templates: Vec<TemplateConfig>,
+    /// The revocation API, when `[revocation]` is set.
+    pub revocation: Option<RevocationConfig>,
     /// Things that are allowed but probably not meant for production; logged
     /// at start-up and printed by `check-config`.
     pub warnings: Vec<String>,

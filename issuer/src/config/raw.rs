@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub clients: Vec<RawClient>,
     #[serde(default)]
     pub templates: Vec<RawTemplate>,
+    pub revocation: Option<super::revocation::RawRevocation>,
     /// Fields set from the environment, with the variable that set them, so
     /// an error names the variable as well as the field.
     #[serde(skip)]

@@ -245,7 +245,22 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         }
     }
 
-    Ok(Config { issuer, log, server, endpoints, signing_key, dpop, client_auth, replay, clients, templates, warnings })
+    let revocation = raw.revocation.map(|r| super::revocation::validate(&f, r, base)).transpose()?;
+
+    Ok(Config {
+        issuer,
+        log,
+        server,
+        endpoints,
+        signing_key,
+        dpop,
+        client_auth,
+        replay,
+        clients,
+        templates,
+        revocation,
+        warnings,
+    })
 }
 
 fn tls(f: &Fields<'_>, t: super::raw::RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {

@@ -235,9 +235,23 @@ impl Proxy {
     /// Starts `kind` with its deploy/gateway file in front of `upstream`,
     /// asking `authz`. Retries with a new port if the one picked was taken.
     pub fn start(kind: ProxyKind, authz: SocketAddr, upstream: SocketAddr) -> Result<Self, Error> {
+        let template = match kind {
+            ProxyKind::Nginx => NGINX_CONF,
+            ProxyKind::Caddy => CADDYFILE,
+        };
+        Self::start_template(kind, template, authz, upstream)
+    }
+
+    /// The same with another configuration template.
+    pub fn start_template(
+        kind: ProxyKind,
+        template: &str,
+        authz: SocketAddr,
+        upstream: SocketAddr,
+    ) -> Result<Self, Error> {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(kind, authz, upstream) {
+            match Self::try_start(kind, template, authz, upstream) {
                 Ok(p) => return Ok(p),
                 Err(e) => last = e,
             }
@@ -245,7 +259,7 @@ impl Proxy {
         Err(last)
     }
 
-    fn try_start(kind: ProxyKind, authz: SocketAddr, upstream: SocketAddr) -> Result<Self, Error> {
+    fn try_start(kind: ProxyKind, template: &str, authz: SocketAddr, upstream: SocketAddr) -> Result<Self, Error> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port()?;
         let prefix = dir.path().display().to_string();
@@ -262,7 +276,7 @@ impl Proxy {
         let child = match kind {
             ProxyKind::Nginx => {
                 let conf = dir.path().join("nginx.conf");
-                std::fs::write(&conf, render(NGINX_CONF)).map_err(|e| e.to_string())?;
+                std::fs::write(&conf, render(template)).map_err(|e| e.to_string())?;
                 Command::new(find("nginx", &["/usr/sbin/nginx"])?)
                     .arg("-p")
                     .arg(dir.path())
@@ -278,7 +292,7 @@ impl Proxy {
             }
             ProxyKind::Caddy => {
                 let conf = dir.path().join("Caddyfile");
-                std::fs::write(&conf, render(CADDYFILE)).map_err(|e| e.to_string())?;
+                std::fs::write(&conf, render(template)).map_err(|e| e.to_string())?;
                 let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
                 Command::new(find("caddy", &["/usr/bin/caddy"])?)
                     .args(["run", "--adapter", "caddyfile", "--config"])

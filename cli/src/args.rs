@@ -29,6 +29,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
 
+    /// PEM bundle of the CAs to trust for https:// URLs, instead of the
+    /// system's trust store.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -102,6 +107,7 @@ pub struct KeygenArgs {
 #[command(
     group(ArgGroup::new("client_auth").args(["client_secret", "client_secret_file", "client_key"])),
     group(ArgGroup::new("capability").required(true).args(["scope", "action"])),
+    group(ArgGroup::new("binding").required(true).multiple(true).args(["dpop_key", "client_cert"])),
     after_help = "\
 The token endpoint comes from the issuer's metadata
 (/.well-known/oauth-authorization-server, RFC 8414), or is ISSUER/token when the
@@ -110,6 +116,12 @@ is client_secret_basic (--client-secret, --client-secret-file, or the
 EKEY_CLIENT_SECRET environment variable) or private_key_jwt (--client-key). The
 request carries a DPoP proof made with --dpop-key; a use_dpop_nonce answer is
 retried once with the issuer's nonce.
+
+Over https://, --client-cert and --client-key present a TLS client
+certificate. Without --client-secret*, the client then authenticates with it
+(tls_client_auth or self_signed_tls_client_auth, RFC 8705), and without
+--dpop-key the token is bound to the certificate (cnf x5t#S256, token_type
+Bearer). --ca trusts a private CA for the issuer's certificate.
 
 Prints the issuer's token response as JSON, or only the access token with --raw.
 An OAuth error from the issuer is printed as {\"status\", \"error\",
@@ -120,7 +132,9 @@ Examples:
       --client-secret-file secret.txt --dpop-key dpop.pem --scope create-payment
   ekey token --issuer http://127.0.0.1:8080 --client-id payments \\
       --client-key client.pem --dpop-key dpop.pem \\
-      --action 'POST:/payments/42' --limit 1 --subcap 'GET:/payments/42' --raw"
+      --action 'POST:/payments/42' --limit 1 --subcap 'GET:/payments/42' --raw
+  ekey token --issuer https://issuer.example.com --ca ca.pem --client-id payments-api \\
+      --client-cert client.crt --client-key client.key --scope payments.create --raw"
 )]
 pub struct TokenArgs {
     /// The issuer URL (as in the tokens' `iss`).
@@ -140,16 +154,22 @@ pub struct TokenArgs {
     /// trailing newline is ignored.
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<String>,
-    /// Private key (PKCS#8 PEM) that signs a private_key_jwt client assertion.
+    /// Private key (PKCS#8 PEM) that signs a private_key_jwt client
+    /// assertion; with --client-cert, that certificate's private key instead.
     #[arg(long, value_name = "PEM")]
     pub client_key: Option<PathBuf>,
+    /// TLS client certificate (PEM chain) to present over https://, with
+    /// its key in --client-key: client authentication by certificate and,
+    /// without --dpop-key, a certificate-bound token.
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
     /// `kid` of the client assertion's header. Defaults to the client key's
     /// RFC 7638 thumbprint.
     #[arg(long, value_name = "KID", requires = "client_key")]
     pub client_key_id: Option<String>,
     /// The DPoP key (PKCS#8 PEM) the token will be bound to.
     #[arg(long, value_name = "PEM")]
-    pub dpop_key: PathBuf,
+    pub dpop_key: Option<PathBuf>,
     /// Ask for a capability template by name (OAuth `scope`).
     #[arg(long, value_name = "TEMPLATE")]
     pub scope: Option<String>,
@@ -240,7 +260,7 @@ pub struct VerifyArgs {
     /// The issuer URL the token's `iss` must equal.
     #[arg(long, value_name = "URL")]
     pub issuer: String,
-    /// Fetch the issuer's keys from this JWKS URL (http:// in this build).
+    /// Fetch the issuer's keys from this JWKS URL (http:// or https://).
     #[arg(long, value_name = "URL")]
     pub jwks_url: Option<String>,
     /// Read the issuer's keys from this JWKS file.
@@ -272,28 +292,40 @@ pub struct VerifyArgs {
 
 /// `ekey call`
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(group(ArgGroup::new("binding").required(true).multiple(true).args(["dpop_key", "client_cert"])),
+          after_help = "\
 Sends `Authorization: DPoP <token>` and a fresh `DPoP` proof; when the server
 answers 401 use_dpop_nonce with a DPoP-Nonce header, retries once with that
-nonce. Prints {\"status\", \"headers\", \"body\" (or \"body_base64\"), \"json\" (when
+nonce. With --client-cert/--client-key and no --dpop-key, sends
+`Authorization: Bearer <token>` over an https:// connection presenting that
+certificate (a certificate-bound token). Prints {\"status\", \"headers\", \"body\" (or \"body_base64\"), \"json\" (when
 the reply is JSON), \"nonce_retry\"}, or only the body with --raw. Exit status
 0 for a 2xx reply, 1 otherwise.
 
 Examples:
   ekey call --dpop-key dpop.pem --token @token.jwt --url http://127.0.0.1:3000/payments/42
   ekey call --dpop-key dpop.pem --token @token.jwt --method POST \\
-      --url http://127.0.0.1:3000/payments/42 -H 'Idempotency-Key: 7' --data @payment.json")]
+      --url http://127.0.0.1:3000/payments/42 -H 'Idempotency-Key: 7' --data @payment.json
+  ekey call --client-cert client.crt --client-key client.key --ca ca.pem --token @token.jwt \\
+      --method POST --url https://api.example.com/payments/42")]
 pub struct CallArgs {
     /// The DPoP private key (PKCS#8 PEM) the token is bound to.
     #[arg(long, value_name = "PEM")]
-    pub dpop_key: PathBuf,
+    pub dpop_key: Option<PathBuf>,
+    /// TLS client certificate (PEM chain) to present over https://; without
+    /// --dpop-key the token is sent as Bearer (certificate-bound).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// The access token [-|@FILE].
     #[arg(long, value_name = "TOKEN")]
     pub token: String,
     /// The request method.
     #[arg(long, short = 'X', value_name = "METHOD", default_value = "GET")]
     pub method: String,
-    /// The URL (http:// in this build).
+    /// The URL (http:// or https://).
     #[arg(long, value_name = "URL")]
     pub url: String,
     /// Request body [-|@FILE]. Content-Type defaults to application/json.
@@ -359,6 +391,11 @@ mod tests {
             with(&["--scope", "t", "--client-key-id", "k"]).unwrap_err().kind(),
             ErrorKind::MissingRequiredArgument
         );
+        let mtls = ["token", "--issuer", "https://i", "--client-id", "c", "--scope", "t", "--client-cert", "c.pem"];
+        assert_eq!(parse(&mtls).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        assert!(parse(&[&mtls[..], &["--client-key", "k.pem"]].concat()).is_ok());
+        let no_binding = ["token", "--issuer", "https://i", "--client-id", "c", "--scope", "t"];
+        assert_eq!(parse(&no_binding).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
         let Command::Token(t) = with(&["--action", "POST:/p", "--subcap", "GET:/p"]).unwrap().command else { panic!() };
         assert_eq!((t.limit, t.subcap, t.raw), (None, vec!["GET:/p".to_owned()], false));
     }
@@ -382,6 +419,15 @@ mod tests {
         let args = ["call", "--dpop-key", "k", "--token", "t", "--url", "http://a/", "-H", "A: 1", "-H", "B: 2"];
         let Command::Call(c) = parse(&args).unwrap().command else { panic!() };
         assert_eq!((c.method.as_str(), c.headers.len(), c.data, c.raw), ("GET", 2, None, false));
+        // A binding is required: a DPoP key, or a client certificate with its key.
+        let base = ["call", "--token", "t", "--url", "https://a/"];
+        assert_eq!(parse(&base).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        let cert_only = [&base[..], &["--client-cert", "c.pem"]].concat();
+        assert_eq!(parse(&cert_only).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        let mtls = [&base[..], &["--client-cert", "c.pem", "--client-key", "k.pem", "--ca", "ca.pem"]].concat();
+        let cli = parse(&mtls).unwrap();
+        let Command::Call(c) = cli.command else { panic!() };
+        assert_eq!((c.dpop_key, cli.ca), (None, Some(PathBuf::from("ca.pem"))));
     }
 
     #[test]

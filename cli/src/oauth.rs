@@ -81,6 +81,8 @@ pub enum ClientCredentials {
         /// The JWT.
         assertion: String,
     },
+    /// Only `client_id`: the TLS client certificate authenticates (RFC 8705).
+    ClientId(String),
 }
 
 /// The token request body (`application/x-www-form-urlencoded`).
@@ -89,10 +91,16 @@ pub fn token_form(capability: &CapabilityRequest, credentials: &ClientCredential
     form.append_pair("grant_type", "client_credentials");
     let (name, value) = capability.param();
     form.append_pair(name, &value);
-    if let ClientCredentials::Assertion { client_id, assertion } = credentials {
-        form.append_pair("client_id", client_id);
-        form.append_pair("client_assertion_type", JWT_BEARER);
-        form.append_pair("client_assertion", assertion);
+    match credentials {
+        ClientCredentials::Assertion { client_id, assertion } => {
+            form.append_pair("client_id", client_id);
+            form.append_pair("client_assertion_type", JWT_BEARER);
+            form.append_pair("client_assertion", assertion);
+        }
+        ClientCredentials::ClientId(client_id) => {
+            form.append_pair("client_id", client_id);
+        }
+        ClientCredentials::Basic(_) => {}
     }
     form.finish()
 }

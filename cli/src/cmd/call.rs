@@ -1,5 +1,6 @@
 //! `ekey call`: one API request with a DPoP-bound token, a fresh proof, and
-//! one retry when the server asks for a nonce (RFC 9449 §9).
+//! one retry when the server asks for a nonce (RFC 9449 §9); or with a
+//! certificate-bound token as Bearer over mTLS (RFC 8705).
 
 use super::{htu, method, Context};
 use crate::args::CallArgs;
@@ -34,7 +35,7 @@ struct Called {
 }
 
 pub async fn run(args: &CallArgs, ctx: &mut Context) -> Result<(), CliError> {
-    let key = private_key(&args.dpop_key, "DPoP key")?;
+    let key = args.dpop_key.as_deref().map(|k| private_key(k, "DPoP key")).transpose()?;
     let token = compact(&args.token, "--token", &mut ctx.stdin)?;
     let method = method(&args.method)?;
     http_uri(&args.url)?;
@@ -49,22 +50,25 @@ pub async fn run(args: &CallArgs, ctx: &mut Context) -> Result<(), CliError> {
         }
         None => Bytes::new(),
     };
-    let authorization = HeaderValue::try_from(format!("DPoP {token}"))
+    let scheme = if key.is_some() { "DPoP" } else { "Bearer" };
+    let authorization = HeaderValue::try_from(format!("{scheme} {token}"))
         .map_err(|_| CliError::usage("--token cannot be sent as an HTTP header"))?;
 
     let mut nonce: Option<String> = None;
     loop {
-        let proof = key
-            .proof(method.as_str(), &htu, Some(&token), nonce.as_deref(), timefmt::now())
-            .map_err(|e| CliError::usage(format!("cannot sign the DPoP proof: {e}")))?;
         let mut headers = extra.clone();
         headers.insert(header::AUTHORIZATION, authorization.clone());
-        headers.insert(
-            "dpop",
-            HeaderValue::try_from(proof).map_err(|_| CliError::usage("the proof cannot be sent as a header"))?,
-        );
+        if let Some(key) = &key {
+            let proof = key
+                .proof(method.as_str(), &htu, Some(&token), nonce.as_deref(), timefmt::now())
+                .map_err(|e| CliError::usage(format!("cannot sign the DPoP proof: {e}")))?;
+            headers.insert(
+                "dpop",
+                HeaderValue::try_from(proof).map_err(|_| CliError::usage("the proof cannot be sent as a header"))?,
+            );
+        }
         let reply = ctx.transport.send(method.clone(), &args.url, headers, body.clone(), MAX_CALL_BODY).await?;
-        if nonce.is_none() {
+        if nonce.is_none() && key.is_some() {
             if let Some(n) = nonce_requested(&reply) {
                 eprintln!("ekey: the server asked for a DPoP nonce; retrying once with it");
                 nonce = Some(n);

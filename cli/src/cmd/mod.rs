@@ -11,7 +11,7 @@ mod verify;
 use crate::args::{Cli, Command};
 use crate::error::CliError;
 use crate::input::Stdin;
-use crate::transport::Transport;
+use crate::transport::{TlsOptions, Transport};
 use std::time::Duration;
 
 /// What every command may use.
@@ -28,7 +28,13 @@ pub struct Context {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let timeout = Duration::from_secs(cli.timeout);
-    let mut ctx = Context { transport: Transport::new(timeout), stdin: Stdin::default(), timeout };
+    let identity = match &cli.command {
+        Command::Token(a) => a.client_cert.clone().zip(a.client_key.clone()),
+        Command::Call(a) => a.client_cert.clone().zip(a.client_key.clone()),
+        _ => None,
+    };
+    let tls = TlsOptions { ca: cli.ca.clone(), identity };
+    let mut ctx = Context { transport: Transport::new(timeout, tls), stdin: Stdin::default(), timeout };
     match cli.command {
         Command::Keygen(a) => keygen::run(&a),
         Command::Token(a) => token::run(&a, &mut ctx).await,

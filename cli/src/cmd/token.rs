@@ -1,5 +1,5 @@
 //! `ekey token`: the OAuth client-credentials flow against the issuer, with
-//! DPoP and one nonce retry.
+//! DPoP and one nonce retry, or over mTLS with the client certificate.
 
 use super::{discovery, htu, Context};
 use crate::args::TokenArgs;
@@ -22,7 +22,12 @@ pub const SECRET_ENV: &str = "EKEY_CLIENT_SECRET";
 
 enum ClientAuth {
     Secret(String),
-    Key { key: DpopKey, kid: Option<String> },
+    Key {
+        key: DpopKey,
+        kid: Option<String>,
+    },
+    /// The TLS client certificate authenticates.
+    Certificate,
 }
 
 pub async fn run(args: &TokenArgs, ctx: &mut Context) -> Result<(), CliError> {
@@ -38,7 +43,10 @@ pub async fn run(args: &TokenArgs, ctx: &mut Context) -> Result<(), CliError> {
     }
     .validated()?;
     let auth = client_auth(args, ctx)?;
-    let dpop = private_key(&args.dpop_key, "DPoP key")?;
+    let dpop = args.dpop_key.as_deref().map(|k| private_key(k, "DPoP key")).transpose()?;
+    if dpop.is_none() && args.client_cert.is_none() {
+        return Err(CliError::usage("give --dpop-key (DPoP-bound token) or --client-cert (certificate-bound token)"));
+    }
 
     let endpoint = match &args.token_endpoint {
         Some(e) => e.clone(),
@@ -49,7 +57,13 @@ pub async fn run(args: &TokenArgs, ctx: &mut Context) -> Result<(), CliError> {
             None => issuer_join(&args.issuer, "token"),
         },
     };
-    http_uri(&endpoint)?;
+    let https = http_uri(&endpoint)?.scheme_str() == Some("https");
+    if args.client_cert.is_some() && !https {
+        return Err(CliError::usage(format!(
+            "--client-cert needs an https:// token endpoint, not {}",
+            printable(&endpoint)
+        )));
+    }
     let htu = htu(&endpoint)?;
 
     let mut nonce: Option<String> = None;
@@ -61,24 +75,27 @@ pub async fn run(args: &TokenArgs, ctx: &mut Context) -> Result<(), CliError> {
                 client_id: args.client_id.clone(),
                 assertion: client_assertion(key, kid.as_deref(), &args.client_id, &endpoint, now)?,
             },
+            ClientAuth::Certificate => ClientCredentials::ClientId(args.client_id.clone()),
         };
-        let proof = dpop
-            .proof("POST", &htu, None, nonce.as_deref(), now)
-            .map_err(|e| CliError::usage(format!("cannot sign the DPoP proof: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert("dpop", header_value(&proof, "DPoP proof")?);
+        if let Some(dpop) = &dpop {
+            let proof = dpop
+                .proof("POST", &htu, None, nonce.as_deref(), now)
+                .map_err(|e| CliError::usage(format!("cannot sign the DPoP proof: {e}")))?;
+            headers.insert("dpop", header_value(&proof, "DPoP proof")?);
+        }
         if let ClientCredentials::Basic(b) = &credentials {
             headers.insert(header::AUTHORIZATION, header_value(b, "client credentials")?);
         }
         let body = Bytes::from(token_form(&capability, &credentials));
         let reply = ctx.transport.send(Method::POST, &endpoint, headers, body, MAX_ISSUER_BODY).await?;
         if reply.status.is_success() {
-            return success(&reply, args.raw);
+            return success(&reply, args.raw, if dpop.is_some() { "DPoP" } else { "Bearer" });
         }
         let error = OAuthError::parse(&reply.body);
-        if nonce.is_none() && error.as_ref().is_some_and(|e| e.error == "use_dpop_nonce") {
+        if nonce.is_none() && dpop.is_some() && error.as_ref().is_some_and(|e| e.error == "use_dpop_nonce") {
             if let Some(n) = reply.header("dpop-nonce").filter(|n| !n.is_empty()) {
                 eprintln!("ekey: the issuer asked for a DPoP nonce; retrying once with it");
                 nonce = Some(n.to_owned());
@@ -90,6 +107,23 @@ pub async fn run(args: &TokenArgs, ctx: &mut Context) -> Result<(), CliError> {
 }
 
 fn client_auth(args: &TokenArgs, ctx: &mut Context) -> Result<ClientAuth, CliError> {
+    if args.client_cert.is_some() {
+        if args.client_key_id.is_some() {
+            return Err(CliError::usage(
+                "--client-key-id goes with private_key_jwt; with --client-cert, --client-key is the certificate's key",
+            ));
+        }
+        let secret = match (&args.client_secret, &args.client_secret_file) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(f)) => Some(secret_file(f, "client secret", &mut ctx.stdin)?),
+            (None, None) => None,
+        };
+        return Ok(match secret {
+            Some(s) if s.is_empty() => return Err(CliError::usage("the client secret is empty")),
+            Some(s) => ClientAuth::Secret(s),
+            None => ClientAuth::Certificate,
+        });
+    }
     if let Some(path) = &args.client_key {
         let key = private_key(path, "client key")?;
         return Ok(ClientAuth::Key { key, kid: args.client_key_id.clone() });
@@ -113,7 +147,7 @@ fn header_value(v: &str, what: &str) -> Result<HeaderValue, CliError> {
     HeaderValue::from_str(v).map_err(|_| CliError::usage(format!("the {what} cannot be sent as an HTTP header")))
 }
 
-fn success(reply: &Reply, raw: bool) -> Result<(), CliError> {
+fn success(reply: &Reply, raw: bool, expected_type: &str) -> Result<(), CliError> {
     let body: Value = serde_json::from_slice(&reply.body)
         .map_err(|e| CliError::unavailable(format!("the token response is not JSON: {e}")))?;
     let token = body
@@ -121,9 +155,9 @@ fn success(reply: &Reply, raw: bool) -> Result<(), CliError> {
         .and_then(Value::as_str)
         .ok_or_else(|| CliError::unavailable("the token response has no access_token"))?;
     match body.get("token_type").and_then(Value::as_str) {
-        Some(t) if t.eq_ignore_ascii_case("DPoP") => {}
+        Some(t) if t.eq_ignore_ascii_case(expected_type) => {}
         other => eprintln!(
-            "ekey: warning: token_type is {:?}, not \"DPoP\": the token may not be bound to the DPoP key",
+            "ekey: warning: token_type is {:?}, not {expected_type:?}: the token may not be bound as asked",
             other.map(printable)
         ),
     }

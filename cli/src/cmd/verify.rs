@@ -5,6 +5,7 @@ use crate::args::VerifyArgs;
 use crate::error::{printable, CliError};
 use crate::input::{compact, private_key, read_file};
 use crate::oauth::issuer_join;
+use crate::transport::MAX_ISSUER_BODY;
 use crate::{output, timefmt};
 use ekey_verifier::{
     Binding, HttpJwks, HttpJwksSettings, Jwks, KeySource, MemoryStore, PresentedRequest, Rejection, StaticKeys,
@@ -137,6 +138,25 @@ async fn key_source(args: &VerifyArgs, ctx: &Context) -> Result<Arc<dyn KeySourc
             None => issuer_join(&args.issuer, ".well-known/jwks.json"),
         },
     };
+    if url.starts_with("https://") {
+        // The verifier's HttpJwks speaks plain HTTP; over TLS the CLI's own
+        // transport (with --ca) fetches the set once.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+        let reply = ctx.transport.send(http::Method::GET, &url, headers, bytes::Bytes::new(), MAX_ISSUER_BODY).await?;
+        if reply.status != http::StatusCode::OK {
+            return Err(CliError::unavailable(format!(
+                "fetching the JWKS from {} answered HTTP {}",
+                printable(&url),
+                reply.status
+            )));
+        }
+        let jwks = Jwks::from_json(&reply.body)
+            .map_err(|e| CliError::unavailable(format!("JWKS {}: {e}", printable(&url))))?;
+        let keys =
+            StaticKeys::new(jwks).map_err(|e| CliError::unavailable(format!("JWKS {}: {e}", printable(&url))))?;
+        return Ok(Arc::new(keys));
+    }
     let mut settings = HttpJwksSettings::new(url);
     settings.timeout = ctx.timeout;
     let keys = HttpJwks::new(settings).map_err(|e| CliError::usage(format!("--jwks-url: {e}")))?;

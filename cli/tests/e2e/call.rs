@@ -156,9 +156,9 @@ fn transport_and_usage_errors() {
     run.expect_code(3);
     assert!(run.stderr.contains("cannot reach"), "{run:#?}");
 
-    let https = ekey(&["call", "--dpop-key", s(&dpop), "--token", "a.b.c", "--url", "https://api.example.com/"]);
-    https.expect_code(2);
-    assert!(https.stderr.contains("https:// is not supported"), "{https:#?}");
+    let ftp = ekey(&["call", "--dpop-key", s(&dpop), "--token", "a.b.c", "--url", "ftp://api.example.com/"]);
+    ftp.expect_code(2);
+    assert!(ftp.stderr.contains("unsupported scheme"), "{ftp:#?}");
 
     let own = ekey(&["call", "--dpop-key", s(&dpop), "--token", "a.b.c", "--url", &url, "-H", "DPoP: x"]);
     own.expect_code(2);

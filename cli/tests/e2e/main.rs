@@ -8,6 +8,7 @@
 mod call;
 mod inspect;
 mod keygen;
+mod mtls;
 mod support;
 mod token;
 mod verify;

@@ -75,9 +75,24 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
         Ok(())
     }),
     ("EKEY_SIGNING_KEY_FILE", "signing_key.file", |c, v| {
-        // A key file named in the environment replaces a generated key.
+        // A key named in the environment replaces the file's key.
         c.signing_key.file = Some(PathBuf::from(v));
         c.signing_key.generate = None;
+        c.signing_key.kms_key_id = None;
+        Ok(())
+    }),
+    ("EKEY_SIGNING_KMS_KEY_ID", "signing_key.kms_key_id", |c, v| {
+        c.signing_key.kms_key_id = Some(v);
+        c.signing_key.file = None;
+        c.signing_key.generate = None;
+        Ok(())
+    }),
+    ("EKEY_KMS_REGION", "signing_key.kms.region", |c, v| {
+        c.signing_key.kms.region = Some(v);
+        Ok(())
+    }),
+    ("EKEY_KMS_ENDPOINT", "signing_key.kms.endpoint", |c, v| {
+        c.signing_key.kms.endpoint = Some(v);
         Ok(())
     }),
     ("EKEY_SIGNING_KEY_GENERATE", "signing_key.generate", |c, v| {
@@ -191,5 +206,9 @@ mod tests {
         apply(&mut raw, &lookup(&[("EKEY_SIGNING_KEY_FILE", "k.pem")])).unwrap();
         assert_eq!(raw.signing_key.generate, None);
         assert!(raw.signing_key.file.is_some());
+        apply(&mut raw, &lookup(&[("EKEY_SIGNING_KMS_KEY_ID", "alias/k"), ("EKEY_KMS_REGION", "eu-west-1")])).unwrap();
+        assert_eq!((raw.signing_key.file.as_deref(), raw.signing_key.kms_key_id.as_deref()), (None, Some("alias/k")));
+        assert_eq!(raw.signing_key.kms.region.as_deref(), Some("eu-west-1"));
+        assert!(raw.from_env.contains(&("signing_key.kms.region", "EKEY_KMS_REGION")));
     }
 }

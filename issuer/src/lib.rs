@@ -9,7 +9,7 @@
 //!
 //! | endpoint | what |
 //! |---|---|
-//! | `POST /token` | OAuth 2.0 `client_credentials`; `client_secret_basic` or `private_key_jwt`; capability by `authorization_details` (RFC 9396, type `ekey_capability`) or `scope` = template name; DPoP proof required |
+//! | `POST /token` | OAuth 2.0 `client_credentials`; `client_secret_basic`, `private_key_jwt`, `tls_client_auth` or `self_signed_tls_client_auth`; capability by `authorization_details` (RFC 9396, type `ekey_capability`) or `scope` = template name; bound to the DPoP proof's key, or without one to the TLS client certificate |
 //! | `GET /.well-known/jwks.json` | public keys, `ETag`, `Cache-Control: public, max-age`, `304` |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //!

@@ -206,6 +206,30 @@ mod tests {
     }
 
     #[test]
+    fn registered_thumbprints() {
+        use base64::Engine as _;
+        let der = cert(&[(rcgen::DnType::CommonName, "device")], vec![]);
+        let digest = openssl::sha::sha256(&der);
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        assert_eq!(thumbprints(&[b64url]).unwrap(), vec![digest]);
+        assert!(thumbprints(&["AAAA".into()]).unwrap_err().starts_with("[0]"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let x5c = base64::engine::general_purpose::STANDARD.encode(&der);
+        let path = dir.path().join("jwks.json");
+        let write = |v: serde_json::Value| std::fs::write(&path, v.to_string()).unwrap();
+        write(serde_json::json!({"keys": [{"kty": "EC", "x5c": [x5c]}]}));
+        assert_eq!(x5c_thumbprints(&path).unwrap(), vec![digest]);
+        write(serde_json::json!({"keys": [{"kty": "EC"}]}));
+        assert!(x5c_thumbprints(&path).unwrap_err().contains("no x5c"));
+        write(serde_json::json!({"keys": [{"x5c": ["AAAA"]}]}));
+        assert!(x5c_thumbprints(&path).unwrap_err().contains("not an X.509"));
+        write(serde_json::json!({"keys": []}));
+        assert!(x5c_thumbprints(&path).is_err());
+        assert!(x5c_thumbprints(&dir.path().join("missing.json")).unwrap_err().starts_with("cannot read"));
+    }
+
+    #[test]
     fn names_match() {
         use rcgen::{DnType, SanType};
         let der = cert(

@@ -130,6 +130,41 @@ mod tests {
         assert!(der_to_jose(&[], 32).is_err());
     }
 
+    /// Wycheproof's DER ECDSA vectors: a valid signature converts and
+    /// verifies; an invalid one (BER, wrong lengths, r or s out of range,
+    /// wrong value) is refused here or fails verification.
+    #[test]
+    fn wycheproof_der_vectors() {
+        use ekey_verifier::{b64_encode, Algorithm, PublicJwk, VerifyingKey};
+        use wycheproof::ecdsa::{TestName, TestSet};
+        use wycheproof::TestResult;
+        for (name, alg, len, crv) in [
+            (TestName::EcdsaSecp256r1Sha256, Algorithm::ES256, 32, "P-256"),
+            (TestName::EcdsaSecp384r1Sha384, Algorithm::ES384, 48, "P-384"),
+        ] {
+            let (mut checked, mut disagree) = (0, Vec::new());
+            for g in TestSet::load(name).unwrap().test_groups {
+                let p = &g.key.key[..];
+                let jwk = serde_json::json!({"kty": "EC", "crv": crv,
+                    "x": b64_encode(&p[1..1 + len]), "y": b64_encode(&p[1 + len..])});
+                let Some(key) =
+                    PublicJwk::from_json(jwk.to_string().as_bytes()).ok().and_then(|j| VerifyingKey::new(&j, alg).ok())
+                else {
+                    continue;
+                };
+                for t in g.tests.iter().filter(|t| t.result != TestResult::Acceptable) {
+                    let got = der_to_jose(&t.sig, len).is_ok_and(|jose| key.verify(&t.msg, &jose));
+                    checked += 1;
+                    if got != (t.result == TestResult::Valid) {
+                        disagree.push(t.tc_id);
+                    }
+                }
+            }
+            assert!(checked > 300, "{name:?}: only {checked} vectors");
+            assert!(disagree.is_empty(), "{name:?}: vectors {disagree:?} disagree");
+        }
+    }
+
     #[test]
     fn real_signatures_verify_after_conversion() {
         use openssl::ec::{EcGroup, EcKey};

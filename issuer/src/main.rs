@@ -59,6 +59,12 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     let providers = Providers::from_config(&config).await.map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    if let Some(tls) = &config.server.tls {
+        // Certificate, key and client CA must load, as at start.
+        let self_signed = providers.clients.self_signed_thumbprints();
+        ekey_issuer::TlsAcceptor::new(ekey_issuer::TlsSettings { config: tls.clone(), self_signed })
+            .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    }
     let key = providers.keys.active();
     println!(
         "config OK: issuer {}, {} client(s), {} template(s), signing key {} kid {}",

@@ -305,3 +305,43 @@ async fn certificate_reload_keeps_old_connections_and_loses_no_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sighup_reloads_at_once() {
+    bounded(async {
+        let pki = Pki::new();
+        let cert_path = pki.path("hup.crt");
+        let key_path = pki.path("hup.key");
+        std::fs::write(&cert_path, &pki.server.cert_pem).unwrap();
+        std::fs::write(&key_path, &pki.server.key_pem).unwrap();
+        // Polling off: only the signal can reload.
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert_path:?}\n\
+             key = {key_path:?}\nreload_interval = 0\n[signing_key]\ngenerate = true\n"
+        );
+        let server = Server::start(Config::from_toml_str(&config).unwrap()).await.unwrap();
+        let addr = server.public_addr();
+        let next = pki.new_server_cert("after sighup");
+        std::fs::write(&key_path, &next.key_pem).unwrap();
+        std::fs::write(&cert_path, &next.cert_pem).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = tls_connect(pki.anonymous_client(&[&TLS13]), addr).await.unwrap();
+        assert_eq!(before.server_cert, pki.server.der, "reloaded without a signal");
+
+        // The handler is installed by Server::start, so this signal cannot
+        // terminate the test process.
+        let pid = std::process::id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = tls_connect(pki.anonymous_client(&[&TLS13]), addr).await.unwrap();
+            if c.server_cert == next.der {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "SIGHUP did not reload within 10 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server.shutdown().await;
+    })
+    .await;
+}

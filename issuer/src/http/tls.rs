@@ -111,22 +111,33 @@ impl TlsAcceptor {
 
     /// Reloads every `interval` (when set) and on SIGHUP, until the
     /// acceptor is dropped. Failures are logged; the old certificate stays.
+    /// The SIGHUP handler is installed before this returns (from then on
+    /// SIGHUP no longer terminates the process). Call within a Tokio runtime.
     pub fn spawn_reloader(&self) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.state);
         let interval = self.state.settings.config.reload_interval;
-        tokio::spawn(reload_loop(weak, interval))
+        #[cfg(unix)]
+        let hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files are reloaded by polling only");
+                None
+            }
+        };
+        tokio::spawn(reload_loop(
+            weak,
+            interval,
+            #[cfg(unix)]
+            hup,
+        ))
     }
 }
 
-async fn reload_loop(weak: Weak<State>, interval: Option<Duration>) {
-    #[cfg(unix)]
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files are reloaded by polling only");
-            None
-        }
-    };
+async fn reload_loop(
+    weak: Weak<State>,
+    interval: Option<Duration>,
+    #[cfg(unix)] mut hup: Option<tokio::signal::unix::Signal>,
+) {
     // Wakes at least every few seconds to notice that the acceptor is gone.
     let tick = interval.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     let mut last = tokio::time::Instant::now();

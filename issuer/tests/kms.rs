@@ -20,8 +20,11 @@ use http::Method;
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -89,17 +92,41 @@ impl Drop for Moto {
 
 /// A TCP proxy on a fixed loopback port that can be stopped (connections
 /// refused, open ones cut) and started again on the same port.
+/// It also counts the KMS `Sign` requests that pass through it.
 struct Proxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Option<JoinSet<()>>,
+    sign_requests: Arc<AtomicUsize>,
+}
+
+/// Copies client → server, counting requests whose `X-Amz-Target` is KMS
+/// `Sign` (the marker may straddle two reads: a tail is kept).
+async fn forward_counting(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, signs: Arc<AtomicUsize>) {
+    const MARK: &[u8] = b"TrentService.Sign\r\n";
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut window: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        window.extend_from_slice(&buf[..n]);
+        let found = window.windows(MARK.len()).filter(|w| w.eq_ignore_ascii_case(MARK)).count();
+        signs.fetch_add(found, Ordering::SeqCst);
+        let keep = window.len().min(MARK.len() - 1);
+        window.drain(..window.len() - keep);
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
     async fn start(upstream: &str) -> Self {
         let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut p = Self { addr: listener.local_addr().unwrap(), upstream, tasks: None };
+        let mut p = Self { addr: listener.local_addr().unwrap(), upstream, tasks: None, sign_requests: Arc::default() };
         p.serve(listener);
         p
     }
@@ -109,16 +136,21 @@ impl Proxy {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let upstream = self.upstream;
+        let (upstream, signs) = (self.upstream, self.sign_requests.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else { return };
+                let signs = signs.clone();
                 conns.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
+                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let (client_r, mut client_w) = client.into_split();
+                    let (mut server_r, server_w) = server.into_split();
+                    tokio::join!(forward_counting(client_r, server_w, signs), async {
+                        let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+                        let _ = client_w.shutdown().await;
+                    });
                 });
             }
         });
@@ -321,9 +353,28 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         let api = api.serve(&server.urls().issuer, &server.urls().jwks_uri);
         let key = DpopKey::generate(Algorithm::ES256).unwrap();
 
-        let res = get_token(&server, &key).await;
-        assert_eq!(res.status, 200, "{:?}", res.body);
+        // Exactly one KMS Sign per token, and none for readiness.
+        let before = proxy.sign_requests.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            let res = get_token(&server, &key).await;
+            assert_eq!(res.status, 200, "{:?}", res.body);
+        }
         assert_eq!(readyz(&server).await.status, 200);
+        assert_eq!(proxy.sign_requests.load(Ordering::SeqCst) - before, 5);
+        // Concurrent signing through the SDK client: all verify.
+        let vk = VerifyingKey::new(signer.public_jwk(), Algorithm::ES256).unwrap();
+        let mut calls = JoinSet::new();
+        for i in 0..32 {
+            let signer = signer.clone();
+            calls.spawn(async move {
+                let m = format!("header.payload{i}");
+                (signer.sign(m.as_bytes()).await.unwrap(), m)
+            });
+        }
+        while let Some(done) = calls.join_next().await {
+            let (sig, m) = done.unwrap();
+            assert!(vk.verify(m.as_bytes(), &sig));
+        }
 
         proxy.stop().await;
         // Every request answers 503 temporarily_unavailable with Retry-After
@@ -345,6 +396,12 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         let ready = readyz(&server).await;
         assert_eq!(ready.status, 503);
         assert!(String::from_utf8_lossy(&ready.body).contains("KMS circuit open"), "{:?}", ready.body);
+        // While open, requests do not reach KMS at all.
+        proxy.restart().await;
+        let before = proxy.sign_requests.load(Ordering::SeqCst);
+        assert_eq!(get_token(&server, &key).await.status, 503);
+        assert_eq!(proxy.sign_requests.load(Ordering::SeqCst), before, "no Sign while the circuit is open");
+        proxy.stop().await;
 
         // KMS back on the same address: after the cooldown one probe goes
         // through and the same issuer signs again.

@@ -395,3 +395,206 @@ async fn memory_per_trace_and_proof() {
     println!("MEMORY USAGE: trace with 1 proof {one} B, per further proof {per_proof} B");
     assert!(one < 300 && per_proof < 80, "{one} {per_proof}");
 }
+
+/// `INFO commandstats` between two points: calls per command.
+fn command_calls(server: &RedisServer) -> std::collections::HashMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_owned(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// One round trip per use: N consumes are N `EVALSHA` calls and nothing
+/// else (the script's own commands are not client round trips).
+#[tokio::test]
+async fn one_round_trip_per_consume() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.consume(&req("warm", 1, None)).await.unwrap();
+    assert_eq!(server.cli(&["CONFIG", "RESETSTAT"]), "OK");
+    for i in 0..200u64 {
+        s.consume(&req("rt", 150, Some(proof(i)))).await.unwrap();
+    }
+    let mut calls = command_calls(&server);
+    calls.retain(|c, _| !matches!(c.as_str(), "info" | "config|resetstat"));
+    // Commands run inside the script are counted too; they are exactly what
+    // the script does for 150 accepted and 50 exhausted uses, so any extra
+    // client command (a second round trip) would show.
+    let expected: std::collections::HashMap<String, u64> = [
+        ("evalsha", 200),
+        ("hget", 400),
+        ("exists", 200),
+        ("hincrby", 150),
+        ("hset", 150),
+        ("ttl", 150),
+        ("expire", 1),
+    ]
+    .into_iter()
+    .map(|(c, n)| (c.to_owned(), n))
+    .collect();
+    assert_eq!(calls, expected);
+}
+
+/// Consume operations per second at 1 and 32 concurrent requests, beside
+/// `redis-benchmark` running `EVALSHA` of a trivial script against the same
+/// server in the same run. Run with
+/// `cargo test --release -p ekey-verifier --features redis --test redis_store -- --ignored --nocapture bench`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly, in release mode"]
+async fn bench_consume_vs_redis_benchmark() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let sha = server.cli(&["SCRIPT", "LOAD", "return 1"]);
+    for concurrency in [1usize, 32] {
+        let total = 40_000u64;
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let started = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|w| {
+                let (s, next) = (s.clone(), next.clone());
+                tokio::spawn(async move {
+                    let trace = format!("bench-{concurrency}-{w}");
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total {
+                            break;
+                        }
+                        let r = s.consume(&req(&trace, 1_000_000, Some(proof(i)))).await.unwrap();
+                        assert!(matches!(r, ConsumeOutcome::Accepted { .. }));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let ours = total as f64 / started.elapsed().as_secs_f64();
+        let evalsha = command_calls(&server).get("evalsha").copied().unwrap_or(0);
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-n", "100000", "-c", &concurrency.to_string()])
+            .args(["-q", "EVALSHA", &sha, "0"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let baseline: f64 = text
+            .split_whitespace()
+            .zip(text.split_whitespace().skip(1))
+            .find(|(_, unit)| unit.starts_with("requests"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("redis-benchmark output: {text}"));
+        println!(
+            "concurrency {concurrency}: consume {ours:.0}/s, redis-benchmark EVALSHA 'return 1' {baseline:.0}/s, \
+             ratio {:.2}; EVALSHA calls {evalsha} for {total} consumes",
+            ours / baseline
+        );
+        assert_eq!(evalsha, total, "one round trip per consume");
+    }
+}
+
+mod pki {
+    //! A throwaway CA, a server certificate for 127.0.0.1 and a client
+    //! certificate, as PEM files.
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
+    use openssl::x509::{X509NameBuilder, X509};
+    use std::path::{Path, PathBuf};
+
+    fn key() -> PKey<Private> {
+        PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap()
+    }
+
+    fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, role: &str) -> X509 {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let mut serial = BigNum::new().unwrap();
+        serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name())).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        match role {
+            "ca" => {
+                b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+                b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
+            }
+            "server" => {
+                let ctx = b.x509v3_context(issuer.map(|(c, _)| &**c), None);
+                let san = SubjectAlternativeName::new().ip("127.0.0.1").build(&ctx).unwrap();
+                b.append_extension(san).unwrap();
+                b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap()).unwrap();
+            }
+            _ => b.append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap()).unwrap(),
+        }
+        b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    /// (ca, server cert, server key, client cert, client key) in `dir`.
+    pub fn write(dir: &Path) -> [PathBuf; 5] {
+        let (ca_key, srv_key, cli_key) = (key(), key(), key());
+        let ca = cert("ekey test CA", &ca_key, None, "ca");
+        let srv = cert("127.0.0.1", &srv_key, Some((&ca, &ca_key)), "server");
+        let cli = cert("ekey verifier", &cli_key, Some((&ca, &ca_key)), "client");
+        let files = [
+            ("ca.pem", ca.to_pem().unwrap()),
+            ("server.pem", srv.to_pem().unwrap()),
+            ("server.key", srv_key.private_key_to_pem_pkcs8().unwrap()),
+            ("client.pem", cli.to_pem().unwrap()),
+            ("client.key", cli_key.private_key_to_pem_pkcs8().unwrap()),
+        ];
+        files.map(|(name, pem)| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        })
+    }
+}
+
+/// `rediss://` with the CA from `ca_file`: works; without it (system trust
+/// store) the server is not trusted and start-up fails.
+#[tokio::test]
+async fn tls_to_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key, ..] = pki::write(dir.path());
+    let server = RedisServer::start_tls(&common::redis::ServerTls { ca: ca.clone(), cert, key, client_auth: false });
+    let ok = RedisStoreSettings { ca_file: Some(ca), ..RedisStoreSettings::single(server.url()) };
+    let s = RedisStore::connect(ok).await.unwrap();
+    assert_eq!(s.consume(&req("tls", 2, Some(proof(1)))).await, Ok(ConsumeOutcome::Accepted { used: 1, remaining: 1 }));
+    assert_eq!(server.cli(&["HGET", &s.usage_key("tls"), "n"]), "1");
+    let untrusted = RedisStore::connect(RedisStoreSettings::single(server.url())).await;
+    assert!(matches!(untrusted, Err(RedisStoreError::Connect(_))), "{untrusted:?}");
+}
+
+/// TLS client authentication to Redis: with the client certificate it
+/// works; without it Redis refuses the connection.
+#[tokio::test]
+async fn tls_client_certificate_to_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key, client_cert, client_key] = pki::write(dir.path());
+    let server = RedisServer::start_tls(&common::redis::ServerTls { ca: ca.clone(), cert, key, client_auth: true });
+    let with_cert = RedisStoreSettings {
+        ca_file: Some(ca.clone()),
+        client_cert_file: Some(client_cert),
+        client_key_file: Some(client_key),
+        ..RedisStoreSettings::single(server.url())
+    };
+    let s = RedisStore::connect(with_cert).await.unwrap();
+    assert!(matches!(s.consume(&req("mtls", 1, None)).await, Ok(ConsumeOutcome::Accepted { .. })));
+    let without = RedisStoreSettings { ca_file: Some(ca), ..RedisStoreSettings::single(server.url()) };
+    assert!(RedisStore::connect(without).await.is_err());
+}

@@ -57,6 +57,18 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
+    /// CA file when the server speaks TLS only.
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+/// PEM files for a TLS-only server.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Require client certificates signed by `ca`.
+    pub client_auth: bool,
 }
 
 impl RedisServer {
@@ -71,12 +83,32 @@ impl RedisServer {
         Self::spawn(extra, false)
     }
 
+    /// A node that speaks only TLS on its port (`rediss://`).
+    pub fn start_tls(tls: &ServerTls) -> Self {
+        let mut args: Vec<String> = vec!["--tls-cert-file".into(), tls.cert.display().to_string()];
+        args.extend(["--tls-key-file".into(), tls.key.display().to_string()]);
+        args.extend(["--tls-ca-cert-file".into(), tls.ca.display().to_string()]);
+        args.extend(["--tls-auth-clients".into(), if tls.client_auth { "yes" } else { "no" }.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::spawn_inner(&args, false, Some(tls.ca.clone()))
+    }
+
     fn spawn(extra: &[&str], cluster: bool) -> Self {
+        Self::spawn_inner(extra, cluster, None)
+    }
+
+    fn spawn_inner(extra: &[&str], cluster: bool, tls_ca: Option<std::path::PathBuf>) -> Self {
         require("redis-server", "redis-server");
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let port = free_port(cluster);
-            let mut s = Self { port, dir: tempfile::tempdir().unwrap(), args: args.clone(), child: None };
+            let mut s = Self {
+                port,
+                dir: tempfile::tempdir().unwrap(),
+                args: args.clone(),
+                child: None,
+                tls_ca: tls_ca.clone(),
+            };
             if s.launch() {
                 return s;
             }
@@ -87,7 +119,12 @@ impl RedisServer {
     /// Starts the process on `self.port`; false if it exited (port taken).
     fn launch(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let port = self.port.to_string();
+        match self.tls_ca {
+            Some(_) => cmd.args(["--port", "0", "--tls-port", &port]),
+            None => cmd.args(["--port", &port]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--logfile", "redis.log"])
@@ -100,8 +137,15 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            // A server with `requirepass` answers NOAUTH: up as well.
-            if raw_command(self.port, &["PING"]).is_ok_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH")) {
+            // A server with `requirepass` answers NOAUTH: up as well. A TLS
+            // server is up when it accepts connections.
+            let up = match self.tls_ca {
+                Some(_) => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                None => {
+                    raw_command(self.port, &["PING"]).is_ok_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
+                }
+            };
+            if up {
                 self.child = Some(child);
                 return true;
             }
@@ -112,9 +156,10 @@ impl RedisServer {
         panic!("redis-server on port {} did not answer PING within {START_TIMEOUT:?}: {}", self.port, self.log());
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `host:port`.
@@ -148,7 +193,12 @@ impl RedisServer {
     /// Runs `redis-cli -p PORT ARGS…` and returns its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
         require("redis-cli", "redis-tools");
-        let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &self.port.to_string()]).args(args).output();
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = cmd.args(args).output();
         let out = out.unwrap();
         assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()

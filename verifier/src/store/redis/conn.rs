@@ -32,6 +32,15 @@ impl Eval<'_> {
     }
 }
 
+/// rustls needs a process-wide crypto provider for `rediss://`; the redis
+/// crate brings rustls without choosing one. Install ring unless the
+/// application already installed a provider (then that one is used).
+fn ensure_crypto_provider(s: &RedisStoreSettings) {
+    if s.url.iter().chain(&s.cluster).any(|u| u.starts_with("rediss://")) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// A client for one node, with the settings' user, password and TLS files.
 fn node_client(
     url: &str,
@@ -59,6 +68,7 @@ fn node_client(
 /// One client per configured node (the single `url`, or every cluster
 /// seed), for connections the pool does not cover, such as pub/sub.
 pub(crate) fn node_clients(s: &RedisStoreSettings) -> Result<Vec<redis::Client>, RedisStoreError> {
+    ensure_crypto_provider(s);
     let password = s.password()?;
     let field = if s.url.is_some() { "url" } else { "cluster" };
     s.url
@@ -99,6 +109,7 @@ fn config_err(field: &'static str, e: impl std::fmt::Display) -> RedisStoreError
 
 impl Backend {
     pub(crate) async fn connect(s: &RedisStoreSettings) -> Result<Self, RedisStoreError> {
+        ensure_crypto_provider(s);
         let password = s.password()?;
         let tls = s.tls_certificates()?;
         if let Some(url) = &s.url {

@@ -24,8 +24,8 @@
 
 use ekey_verifier::mtls::{ClientCert, ClientCertSource};
 use ekey_verifier::{
-    ExternalUrl, JwsError, NonceSource, PresentedRequest, ProofError, Rejection, RequestOrigin, TokenError,
-    VerifiedCapability, Verifier,
+    ExternalUrl, JwsError, NonceSource, PresentedRequest, ProofError, RedisRevocationFeed, Rejection, RequestOrigin,
+    TokenError, VerifiedCapability, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
@@ -67,6 +67,8 @@ pub struct Authz {
     listener_scheme: &'static str,
     envoy_prefix: String,
     nonce: Option<NonceSource>,
+    /// Keeps the revocation rules fresh while the gateway runs.
+    _feed: Option<RedisRevocationFeed>,
 }
 
 /// Characters escaped in identity header values (non-ASCII is always escaped).
@@ -84,7 +86,14 @@ impl Authz {
         envoy_prefix: String,
         nonce: Option<NonceSource>,
     ) -> Self {
-        Self { verifier, external, certs, listener_scheme, envoy_prefix, nonce }
+        Self { verifier, external, certs, listener_scheme, envoy_prefix, nonce, _feed: None }
+    }
+
+    /// Keeps `feed` (which refreshes the verifier's revocation rules) alive
+    /// as long as this.
+    pub fn keeping(mut self, feed: Option<RedisRevocationFeed>) -> Self {
+        self._feed = feed;
+        self
     }
 
     /// The dialect of a request path, if it is an authz endpoint.

@@ -23,7 +23,7 @@
 //! ```
 
 use ekey_verifier::mtls::{CertHeaderFormat, ClientCertSource, TrustedProxies};
-use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RedisStoreSettings};
+use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RedisStoreSettings, RevocationFeedSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -102,6 +102,7 @@ struct RawStore {
     max_traces: Option<usize>,
     max_proofs: Option<usize>,
     redis: Option<RedisStoreSettings>,
+    revocation: Option<RevocationFeedSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,8 +203,10 @@ pub enum StoreConfig {
         max_proofs: usize,
     },
     /// Redis or Redis Cluster, shared by every gateway replica
-    /// (`kind = "redis"` with a `[store.redis]` table).
-    Redis(RedisStoreSettings),
+    /// (`kind = "redis"` with a `[store.redis]` table). Revocation rules
+    /// (by sub, template, issue time) are followed from the same Redis, as
+    /// `[store.revocation]` says.
+    Redis(RedisStoreSettings, RevocationFeedSettings),
 }
 
 /// `[log]`.
@@ -421,8 +424,8 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     };
 
     let store = match raw.store.kind.as_deref().unwrap_or("memory") {
-        "memory" if raw.store.redis.is_some() => {
-            return Err(invalid("store.redis", "set kind = \"redis\" to use it"));
+        "memory" if raw.store.redis.is_some() || raw.store.revocation.is_some() => {
+            return Err(invalid("store.redis", "[store.redis] and [store.revocation] need kind = \"redis\""));
         }
         "redis" => {
             if raw.store.max_traces.is_some() || raw.store.max_proofs.is_some() {
@@ -433,7 +436,14 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
                 .redis
                 .ok_or_else(|| invalid("store.redis", "kind = \"redis\" needs a [store.redis] table"))?;
             settings.validate().map_err(|e| invalid("store.redis", e.to_string()))?;
-            StoreConfig::Redis(settings)
+            let feed = raw.store.revocation.unwrap_or_default();
+            if feed.poll_interval_ms == 0 || feed.max_staleness_ms < 2 * feed.poll_interval_ms {
+                return Err(invalid(
+                    "store.revocation.max_staleness_ms",
+                    "poll_interval_ms must be 1 or more and max_staleness_ms at least twice it",
+                ));
+            }
+            StoreConfig::Redis(settings, feed)
         }
         "memory" => {
             let max_traces = raw.store.max_traces.unwrap_or(1_000_000);
@@ -485,7 +495,11 @@ mod tests {
             "{MIN}[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"gw\"\n"
         ))
         .unwrap();
-        assert!(matches!(r.store, StoreConfig::Redis(ref s) if s.key_prefix == "gw"));
+        assert!(
+            matches!(r.store, StoreConfig::Redis(ref s, ref f) if s.key_prefix == "gw" && f.max_staleness_ms == 1000)
+        );
+        let bad = "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://h\"\n[store.revocation]\npoll_interval_ms = 600\n";
+        assert!(err(&format!("{MIN}{bad}")).starts_with("store.revocation.max_staleness_ms:"));
         let x = Config::from_toml_str(&format!("{MIN}[server]\nclient_cert_header = \"X-Forwarded-Client-Cert\"\n"))
             .unwrap();
         assert_eq!(x.server.client_cert, Some(("x-forwarded-client-cert".into(), CertHeaderFormat::Xfcc)));

@@ -71,7 +71,7 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     };
     let store = match &config.store {
         StoreConfig::Memory { .. } => "in-memory store (per process)".to_owned(),
-        StoreConfig::Redis(r) => match &r.url {
+        StoreConfig::Redis(r, _) => match &r.url {
             Some(_) => "Redis store (one node)".to_owned(),
             None => format!("Redis Cluster store ({} seed node(s))", r.cluster.len()),
         },

@@ -6,7 +6,7 @@ use crate::config::{Config, KeysConfig, SecretSource, StoreConfig};
 use bytes::Bytes;
 use ekey_verifier::{
     DpopSettings, HttpJwks, HttpJwksSettings, Jwks, KeySource, MemoryStore, MemoryStoreSettings, NonceSource,
-    RedisStore, StaticKeys, UsageStore, Verifier, VerifierSettings,
+    RedisRevocationFeed, RedisStore, StaticKeys, UsageStore, Verifier, VerifierSettings,
 };
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -64,9 +64,17 @@ pub async fn build(config: &Config) -> Result<Authz, StartError> {
         StoreConfig::Memory { max_traces, max_proofs } => {
             Arc::new(MemoryStore::new(MemoryStoreSettings { max_traces: *max_traces, max_proofs: *max_proofs }))
         }
-        StoreConfig::Redis(settings) => {
+        StoreConfig::Redis(settings, _) => {
             Arc::new(RedisStore::connect(settings.clone()).await.map_err(|e| StartError::Store(e.to_string()))?)
         }
+    };
+    let feed = match &config.store {
+        StoreConfig::Redis(settings, feed) => Some(
+            RedisRevocationFeed::start(settings.clone(), feed.clone())
+                .await
+                .map_err(|e| StartError::Store(format!("revocation feed: {e}")))?,
+        ),
+        StoreConfig::Memory { .. } => None,
     };
     let nonce = match &v.nonce {
         None => None,
@@ -94,7 +102,11 @@ pub async fn build(config: &Config) -> Result<Authz, StartError> {
     settings.token.leeway = v.leeway;
     settings.dpop =
         DpopSettings { max_age: v.proof_max_age, leeway: v.leeway, nonce: nonce.clone(), ..Default::default() };
-    let verifier = Arc::new(Verifier::new(settings, keys, store));
+    let mut verifier = Verifier::new(settings, keys, store);
+    if let Some(f) = &feed {
+        verifier = verifier.with_revocation(f.rules());
+    }
+    let verifier = Arc::new(verifier);
     Ok(Authz::new(
         verifier,
         config.external_url()?,
@@ -102,7 +114,8 @@ pub async fn build(config: &Config) -> Result<Authz, StartError> {
         config.server.listener_scheme,
         config.server.envoy_prefix.clone(),
         nonce,
-    ))
+    )
+    .keeping(feed))
 }
 
 /// A bound, not yet serving, listener.

@@ -75,3 +75,34 @@ async fn redis_down_fails_closed_with_503() {
     assert_eq!((ans.header("retry-after"), ans.header("x-ekey-reason")), ("1".into(), "store_unavailable".into()));
     assert!(ans.headers.get("x-ekey-sub").is_none());
 }
+
+/// A revocation rule written to Redis (as the issuer's admin API does)
+/// reaches the gateway within the feed's staleness bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_rule_in_redis_is_enforced() {
+    use ekey_verifier::{RedisRevocations, RedisStoreSettings, RevocationRule};
+    let redis = redis_harness::RedisServer::start();
+    let issuer = Issuer::new().unwrap();
+    let opts = GatewayOptions { redis_url: Some(redis.url()), ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) };
+    let gw = Gateway::start(&issuer, &opts).await.unwrap();
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, AUDIENCE, "POST:/payments/:id", 100).unwrap();
+    let fwd = [("x-forwarded-method", "POST"), ("x-forwarded-uri", "/payments/9")];
+    let url = format!("http://{}/payments/9", gw.addr);
+    let (ans, _) = dpop_call(gw.addr, &client, &token, "POST", "/forward-auth", &url, None, &fwd).await.unwrap();
+    assert_eq!(ans.status, StatusCode::OK, "{ans:?}");
+
+    let writer = RedisRevocations::connect(RedisStoreSettings::single(redis.url())).await.unwrap();
+    writer.add_rule(&RevocationRule::sub("client-1", support::now())).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let (ans, _) = dpop_call(gw.addr, &client, &token, "POST", "/forward-auth", &url, None, &fwd).await.unwrap();
+        if ans.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(ans.header("x-ekey-reason"), "revoked", "{ans:?}");
+            break;
+        }
+        assert_eq!(ans.status, StatusCode::OK, "{ans:?}");
+        assert!(std::time::Instant::now() < deadline, "revocation not enforced within 3 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -65,6 +65,8 @@ async fn cluster_store() {
     follows_moved_after_reshard(&cluster, &a, &b).await;
     every_key_has_a_ttl(&cluster);
     eviction_checked_on_every_master(&cluster).await;
+    let mut cluster = cluster;
+    primary_down_fails_closed_and_recovers(&mut cluster, &a).await;
 }
 
 async fn race_between_two_verifiers(cluster: &RedisCluster, a: &Arc<RedisStore>, b: &Arc<RedisStore>) {
@@ -225,6 +227,40 @@ async fn eviction_checked_on_every_master(cluster: &RedisCluster) {
     }
     n.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     assert!(RedisStore::connect(RedisStoreSettings::cluster(cluster.urls())).await.is_ok());
+}
+
+/// One primary killed (no replica to promote): its traces are refused
+/// within the timeout bound, the other primaries' traces keep working, and
+/// once it is back (same port, same node id, empty) the same store serves
+/// its slots again.
+async fn primary_down_fails_closed_and_recovers(cluster: &mut RedisCluster, a: &Arc<RedisStore>) {
+    let down_port = cluster.nodes[2].port;
+    let on =
+        |port: u16| (0..).map(|i| format!("down{i}")).find(|t| cluster.node_for(&a.usage_key(t)).port == port).unwrap();
+    let (lost, kept) = (on(down_port), on(cluster.nodes[0].port));
+    assert!(matches!(a.consume(&req(&lost, 5, Some(proof(9000)))).await, Ok(ConsumeOutcome::Accepted { .. })));
+    cluster.nodes[2].kill();
+    for i in 0..5u64 {
+        let started = std::time::Instant::now();
+        let r = a.consume(&req(&lost, 5, Some(proof(9100 + i)))).await;
+        assert!(matches!(r, Err(ekey_verifier::StoreError::Unavailable(_))), "{r:?}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500), "{:?}", started.elapsed());
+        let r = a.consume(&req(&kept, 10, Some(proof(9200 + i)))).await;
+        assert!(matches!(r, Ok(ConsumeOutcome::Accepted { .. })), "{r:?}");
+    }
+    cluster.nodes[2].restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match a.consume(&req(&lost, 5, Some(proof(9300)))).await {
+            // The node came back empty (no persistence, no replica): the
+            // earlier use is gone, as docs/replay-store.md says of failover.
+            Ok(ConsumeOutcome::Accepted { used: 1, .. }) => break,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            other => panic!("no recovery: {other:?}"),
+        }
+    }
 }
 
 fn unix_now() -> i64 {

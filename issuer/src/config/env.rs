@@ -62,6 +62,22 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
         c.server.drain_timeout = Some(int(&v)?);
         Ok(())
     }),
+    ("EKEY_TLS_CERT", "server.tls.cert", |c, v| {
+        c.server.tls.get_or_insert_with(Default::default).cert = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("EKEY_TLS_KEY", "server.tls.key", |c, v| {
+        c.server.tls.get_or_insert_with(Default::default).key = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("EKEY_TLS_CLIENT_CA", "server.tls.client_ca", |c, v| {
+        c.server.tls.get_or_insert_with(Default::default).client_ca = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("EKEY_TLS_CLIENT_AUTH", "server.tls.client_auth", |c, v| {
+        c.server.tls.get_or_insert_with(Default::default).client_auth = Some(v);
+        Ok(())
+    }),
     ("EKEY_TOKEN_ENDPOINT", "endpoints.token_endpoint", |c, v| {
         c.endpoints.token_endpoint = Some(v);
         Ok(())

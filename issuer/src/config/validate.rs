@@ -747,6 +747,16 @@ mod tests {
         assert!(err("tls13 = true").contains("tls13"));
         let e = Config::from_toml_str("[signing_key]\ngenerate = true\n[server.tls]\ncert = \"c.pem\"").unwrap_err();
         assert!(e.to_string().starts_with("server.tls.key: missing"), "{e}");
+        // The environment can turn TLS on, and its errors name the variable.
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| Ok(vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        };
+        let vars = env(&[("EKEY_TLS_CERT", "/tls/c.pem"), ("EKEY_TLS_KEY", "/tls/k.pem")]);
+        let c = Config::from_toml("[signing_key]\ngenerate = true", Path::new("."), &vars).unwrap();
+        assert_eq!(c.server.tls.unwrap().cert, PathBuf::from("/tls/c.pem"));
+        let vars = env(&[("EKEY_TLS_CERT", "c"), ("EKEY_TLS_KEY", "k"), ("EKEY_TLS_CLIENT_AUTH", "sometimes")]);
+        let e = Config::from_toml("[signing_key]\ngenerate = true", Path::new("."), &vars).unwrap_err();
+        assert!(e.to_string().starts_with("server.tls.client_auth (from EKEY_TLS_CLIENT_AUTH): "), "{e}");
     }
 
     #[test]

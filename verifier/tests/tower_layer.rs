@@ -263,3 +263,32 @@ async fn forwarded_headers_only_from_trusted_peers_over_tcp() {
         server.abort();
     }
 }
+
+/// Certificate-bound tokens: the layer takes the client certificate from
+/// the `PeerCertificate` extension that the TLS acceptor inserts.
+#[tokio::test]
+async fn certificate_bound_token_uses_the_peer_certificate_extension() {
+    use ekey_verifier::tower::PeerCertificate;
+    use ekey_verifier::{sha256_b64, Confirmation};
+    let f = fixture_with(Arc::new(MemoryStore::default()), false, public());
+    // The verifier compares SHA-256 of the DER; these bytes stand in for one.
+    let der: Arc<[u8]> = Arc::from(&b"client certificate DER"[..]);
+    let mut claims = f.issuer.claims("unused", "POST:/payments/:id", 5);
+    claims.cnf = Confirmation::X5tS256(sha256_b64(&der[..]));
+    let token = f.issuer.sign(&claims);
+    let call = |cert: Option<Arc<[u8]>>| {
+        let mut req = request("POST", "/payments/1", Some(format!("Bearer {token}")), None);
+        if let Some(c) = cert {
+            req.extensions_mut().insert(PeerCertificate(c));
+        }
+        send(&f.app, req)
+    };
+    let (s, _, body) = call(Some(der.clone())).await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "client-1|POST:/payments/:id|1|4"));
+    let (s, h, _) = call(None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(www(&h).contains("without a client certificate"), "{}", www(&h));
+    let (s, _, _) = call(Some(Arc::from(&b"another certificate"[..]))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.calls.0.load(Ordering::SeqCst), 1);
+}

@@ -145,6 +145,17 @@ async fn config_errors_name_the_field() {
     .to_string();
     assert!(err.starts_with("revocation.admin_token_file:"), "{err}");
 
+    // From the environment: the error names the variable too.
+    let env = |name: &str| -> Result<Option<String>, ekey_issuer::ConfigError> {
+        Ok(match name {
+            "EKEY_REVOCATION_REDIS_URL" => Some("redis:/oops".into()),
+            "EKEY_REVOCATION_ADMIN_TOKEN_FILE" => Some("admin.token".into()),
+            _ => None,
+        })
+    };
+    let err = Config::from_toml("[signing_key]\ngenerate = true\n", &dir.0, &env).unwrap_err().to_string();
+    assert!(err.starts_with("revocation.redis.url (from EKEY_REVOCATION_REDIS_URL):"), "{err}");
+
     // A short admin token is refused at start.
     let redis = RedisServer::start();
     let short = config(&dir, &redis.url(), "short").unwrap();

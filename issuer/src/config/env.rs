@@ -151,6 +151,15 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
         c.replay.capacity = Some(int(&v)?);
         Ok(())
     }),
+    ("EKEY_REVOCATION_ADMIN_TOKEN_FILE", "revocation.admin_token_file", |c, v| {
+        c.revocation.get_or_insert_with(Default::default).admin_token_file = Some(PathBuf::from(v));
+        Ok(())
+    }),
+    ("EKEY_REVOCATION_REDIS_URL", "revocation.redis.url", |c, v| {
+        let r = c.revocation.get_or_insert_with(Default::default);
+        r.redis.get_or_insert_with(Default::default).url = Some(v);
+        Ok(())
+    }),
 ];
 
 /// Every variable read, with the field it overrides (for docs and `--help`).

@@ -6,7 +6,7 @@
 //! reaches the service one of two ways:
 //!
 //! - the service terminates TLS itself: the leaf certificate of the rustls
-//!   connection ([`peer_certificate_der`] with the `tokio-rustls` feature);
+//!   connection (`peer_certificate_der` with the `tokio-rustls` feature);
 //! - a proxy terminates TLS and forwards the certificate in a header: PEM,
 //!   URL-escaped PEM (nginx `$ssl_client_escaped_cert`) or Envoy's
 //!   `x-forwarded-client-cert`. Such a header is believed **only** when the

@@ -177,6 +177,12 @@ pub fn check_schedule(k: &SigningKeyConfig, jwks_max_age: u32, now: i64) -> Resu
                  next key, so that the issuer can check verifiers have had it for a whole JWKS max-age",
             ))
         }
+        None if !matches!(k.source, SigningKeySource::Generate(_)) => warnings.push(
+            "signing_key.published_at: not set, so nothing checks that verifiers already know this key; \
+             fine for a first deployment, but a new key must be published as a next key first \
+             (docs/key-rotation.md)"
+                .to_owned(),
+        ),
         None => {}
     }
     for (list, name, what) in [(&k.next, "next", "published_at"), (&k.previous, "previous", "retired_at")] {
@@ -375,6 +381,10 @@ mod tests {
         assert!(e.starts_with("signing_key.published_at: this key was first published at 2026-11-01T09:00:00Z"), "{e}");
         assert!(e.contains("until 2026-11-01T09:05:00Z") && e.contains("(in 1 s)"), "{e}");
         assert!(check_schedule(&k, 0, T).is_ok());
+        let unchecked = signing("file = \"k.pem\"");
+        let w = check_schedule(&unchecked, 300, T).unwrap();
+        assert!(w.len() == 1 && w[0].starts_with("signing_key.published_at: not set"), "{w:?}");
+        assert!(check_schedule(&signing("generate = true"), 300, T).unwrap().is_empty());
         let e = check_schedule(&k, 0, T - 61).unwrap_err().to_string();
         assert!(e.ends_with("is in the future"), "{e}");
     }

@@ -75,6 +75,10 @@ fn rfc3339(t: i64) -> String {
 
 /// One issuer with `signing` as its `[signing_key]` body.
 async fn stage(front: &Front, dir: &TempDir, signing: &str) -> ServerHandle {
+    stage_with_max_age(front, dir, signing, MAX_AGE).await
+}
+
+async fn stage_with_max_age(front: &Front, dir: &TempDir, signing: &str, max_age: u64) -> ServerHandle {
     let config = Config::from_toml(
         &format!(
             r#"
@@ -83,7 +87,7 @@ async fn stage(front: &Front, dir: &TempDir, signing: &str) -> ServerHandle {
             listen = "127.0.0.1:0"
             admin_listen = "127.0.0.1:0"
             [endpoints]
-            jwks_max_age = {MAX_AGE}
+            jwks_max_age = {max_age}
             [signing_key]
             {signing}
             [[clients]]
@@ -272,6 +276,41 @@ async fn keys_rotate_under_load_without_a_failed_request() {
         let rejected = verify(&verifier, &key, &kept_a).await.unwrap_err();
         assert!(matches!(rejected, Rejection::InvalidToken(TokenError::UnknownKey)), "{rejected:?}");
         current.shutdown().await;
+    })
+    .await;
+}
+
+/// The control: the same swap without publishing B first (a config the
+/// schedule check cannot catch, since it does not list A as previous) makes
+/// verifiers refuse B's tokens until their cached JWKS expires. This is what
+/// the rotation above avoids, and shows this harness would see it.
+#[tokio::test]
+async fn swapping_without_pre_publication_fails_verification() {
+    bounded(async {
+        let dir = TempDir::new("rotation-control");
+        let a = KeyPair::generate(Algorithm::ES256).unwrap();
+        let b = KeyPair::generate(Algorithm::ES256).unwrap();
+        dir.write("a.pem", a.to_pem());
+        dir.write("b.pem", b.to_pem());
+        let front = Front::start().await;
+        let first = stage_with_max_age(&front, &dir, "file = \"a.pem\"", 30).await;
+        let mut jwks = HttpJwksSettings::new(format!("http://{}/.well-known/jwks.json", front.addr));
+        jwks.cooldown = Duration::from_secs(60);
+        let verifier = Verifier::new(
+            VerifierSettings::new(format!("http://{}", front.addr), AUDIENCE),
+            Arc::new(HttpJwks::new(jwks).unwrap()),
+            Arc::new(MemoryStore::default()),
+        );
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        verify(&verifier, &key, &token(front.addr, &key).await.unwrap()).await.unwrap();
+
+        let second = stage_with_max_age(&front, &dir, "file = \"b.pem\"", 30).await;
+        retire(first).await;
+        let by_b = token(front.addr, &key).await.unwrap();
+        assert_eq!(kid(&by_b), b.thumbprint());
+        let refused = verify(&verifier, &key, &by_b).await.unwrap_err();
+        assert!(matches!(refused, Rejection::InvalidToken(TokenError::UnknownKey)), "{refused:?}");
+        second.shutdown().await;
     })
     .await;
 }

@@ -32,14 +32,14 @@
 
 mod env;
 mod raw;
-mod signing;
 mod revocation;
+mod signing;
 mod validate;
 
 pub use env::{process_env, variables as env_variables, EnvLookup};
 pub(crate) use raw::{OneOrMany, RawClient, RawConfig};
-pub(crate) use signing::format_rfc3339;
 pub use revocation::RevocationConfig;
+pub(crate) use signing::format_rfc3339;
 pub use signing::PublishedKeyConfig;
 
 use ekey_verifier::{Algorithm, PublicJwk};

@@ -12,7 +12,8 @@
 //! - [`PeerAddr`] (or, with feature `axum`, `axum::extract::ConnectInfo<SocketAddr>`):
 //!   the TCP peer, needed to believe a trusted proxy's forwarding headers;
 //! - [`PeerCertificate`]: the DER of the client's TLS certificate, for
-//!   certificate-bound tokens.
+//!   certificate-bound tokens (behind a TLS-terminating proxy, see
+//!   [`VerifyLayer::client_certs`]).
 //!
 //! # Example
 //!
@@ -36,12 +37,17 @@
 //! # Ok(()) }
 //! ```
 
+use crate::dpop::ProofError;
+use crate::error::Rejection;
 use crate::external_url::{ExternalUrl, RequestOrigin};
-use crate::verifier::{VerifiedCapability, Verifier};
+use crate::jose::jws::JwsError;
+use crate::mtls::{ClientCert, ClientCertSource};
+use crate::token::TokenError;
+use crate::verifier::{PresentedRequest, VerifiedCapability, Verifier};
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -69,18 +75,45 @@ struct Shared {
     verifier: Arc<Verifier>,
     external: ExternalUrl,
     listener_scheme: &'static str,
+    certs: ClientCertSource,
 }
 
 impl VerifyLayer {
     /// A layer for a plain-HTTP listener.
     pub fn new(verifier: Arc<Verifier>, external: ExternalUrl) -> Self {
-        Self { shared: Arc::new(Shared { verifier, external, listener_scheme: "http" }) }
+        Self {
+            shared: Arc::new(Shared { verifier, external, listener_scheme: "http", certs: ClientCertSource::direct() }),
+        }
     }
 
     /// The same for a TLS listener: external URLs built from the connection
     /// say `https`.
     pub fn https(verifier: Arc<Verifier>, external: ExternalUrl) -> Self {
-        Self { shared: Arc::new(Shared { verifier, external, listener_scheme: "https" }) }
+        Self {
+            shared: Arc::new(Shared {
+                verifier,
+                external,
+                listener_scheme: "https",
+                certs: ClientCertSource::direct(),
+            }),
+        }
+    }
+
+    /// Where client certificates come from, for certificate-bound tokens.
+    /// Defaults to [`ClientCertSource::direct`]: the [`PeerCertificate`]
+    /// extension only. Behind a TLS-terminating proxy, a
+    /// [`ClientCertSource::behind_proxy`] reads the proxy's header — only
+    /// from its trusted addresses.
+    pub fn client_certs(self, certs: ClientCertSource) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                verifier: Arc::clone(&s.verifier),
+                external: s.external.clone(),
+                listener_scheme: s.listener_scheme,
+                certs,
+            }),
+        }
     }
 
     /// Verifies one request head: the capability, or the complete answer to
@@ -156,11 +189,52 @@ impl Shared {
             tracing::debug!(error = %e, "no external URL for the request");
             bad_request()
         })?;
-        let cert = head.extensions.get::<PeerCertificate>().map(|c| &c.0[..]);
-        self.verifier.verify_http(&head.method, &url, &head.headers, cert).await.map_err(|r| {
+        self.verify(head, peer, &url).await.map_err(|r| {
             tracing::debug!(reason = r.reason(), %url, "request refused");
             self.verifier.reject(&r)
         })
+    }
+
+    async fn verify(&self, head: &Parts, peer: Option<IpAddr>, url: &str) -> Result<VerifiedCapability, Rejection> {
+        let tls = head.extensions.get::<PeerCertificate>().map(|c| &c.0[..]);
+        let cert = match peer {
+            Some(ip) => self.certs.client_certificate(ip, &head.headers, tls)?,
+            // No peer address: no proxy can be trusted.
+            None => tls.map(|der| ClientCert::Der(der.to_vec())),
+        };
+        match cert {
+            // The common cases go through the verifier's own header handling.
+            None => self.verifier.verify_http(&head.method, url, &head.headers, None).await,
+            Some(ClientCert::Der(der)) => self.verifier.verify_http(&head.method, url, &head.headers, Some(&der)).await,
+            Some(hash_only) => {
+                let authorization = one_header(&head.headers, http::header::AUTHORIZATION.as_str())?;
+                let dpop = head
+                    .headers
+                    .get_all("dpop")
+                    .iter()
+                    .map(|v| {
+                        v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let req = PresentedRequest {
+                    method: head.method.as_str(),
+                    url,
+                    authorization,
+                    dpop: &dpop,
+                    peer_certificate: None,
+                };
+                self.verifier.verify_with_client_cert(&req, Some(&hash_only)).await
+            }
+        }
+    }
+}
+
+fn one_header<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => Ok(Some(v.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?)),
+        (Some(_), Some(_)) => Err(TokenError::Binding("more than one Authorization header").into()),
     }
 }
 

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use common::{Issuer, AUDIENCE, ISSUER, NOW};
 use ekey_verifier::client::DpopKey;
+use ekey_verifier::mtls::{CertHeaderFormat, ClientCertSource, TrustedProxies};
 use ekey_verifier::tower::{PeerAddr, VerifyLayer};
 use ekey_verifier::{
     Algorithm, ConsumeOutcome, ConsumeRequest, DpopSettings, ExternalUrl, ExternalUrlSettings, ManualClock,
@@ -50,6 +51,15 @@ impl UsageStore for DownStore {
 }
 
 fn fixture_with(store: Arc<dyn UsageStore>, nonces: bool, external: ExternalUrlSettings) -> Fixture {
+    fixture_certs(store, nonces, external, ClientCertSource::direct())
+}
+
+fn fixture_certs(
+    store: Arc<dyn UsageStore>,
+    nonces: bool,
+    external: ExternalUrlSettings,
+    certs: ClientCertSource,
+) -> Fixture {
     let issuer = Issuer::new();
     let client = DpopKey::generate(Algorithm::ES256).unwrap();
     let mut settings = VerifierSettings::new(ISSUER, AUDIENCE);
@@ -70,7 +80,7 @@ fn fixture_with(store: Arc<dyn UsageStore>, nonces: bool, external: ExternalUrlS
     let app = Router::new()
         .route("/payments/{id}", post(handler.clone()))
         .route("/reports", get(handler))
-        .layer(VerifyLayer::new(Arc::new(verifier), ExternalUrl::new(&external).unwrap()));
+        .layer(VerifyLayer::new(Arc::new(verifier), ExternalUrl::new(&external).unwrap()).client_certs(certs));
     Fixture { issuer, client, app, calls }
 }
 
@@ -290,5 +300,35 @@ async fn certificate_bound_token_uses_the_peer_certificate_extension() {
     assert!(www(&h).contains("without a client certificate"), "{}", www(&h));
     let (s, _, _) = call(Some(Arc::from(&b"another certificate"[..]))).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.calls.0.load(Ordering::SeqCst), 1);
+}
+
+/// Behind a TLS-terminating proxy: the certificate from the proxy's header
+/// (here Envoy's XFCC with only `Hash=`), believed only from its address.
+#[tokio::test]
+async fn certificate_header_only_from_the_trusted_proxy() {
+    use ekey_verifier::{b64_encode, Confirmation};
+    let proxies = TrustedProxies::parse(["192.0.2.0/24"]).unwrap();
+    let certs = ClientCertSource::behind_proxy(proxies, "x-forwarded-client-cert", CertHeaderFormat::Xfcc).unwrap();
+    let f = fixture_certs(Arc::new(MemoryStore::default()), false, public(), certs);
+    let digest = openssl::sha::sha256(b"client certificate DER");
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut claims = f.issuer.claims("unused", "POST:/payments/:id", 5);
+    claims.cnf = Confirmation::X5tS256(b64_encode(digest));
+    let token = f.issuer.sign(&claims);
+    let xfcc = format!("By=spiffe://proxy;Hash={hex}");
+    let call = |peer: &str| {
+        let mut req = request("POST", "/payments/1", Some(format!("Bearer {token}")), None);
+        req.headers_mut().insert("x-forwarded-client-cert", xfcc.parse().unwrap());
+        req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+        send(&f.app, req)
+    };
+    // The fixture's requests come from 192.0.2.10: a trusted proxy.
+    let (s, _, body) = call("192.0.2.10:4000").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "client-1|POST:/payments/:id|1|4"));
+    // The same header from anyone else is ignored: no certificate.
+    let (s, h, _) = call("198.51.100.7:4000").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(www(&h).contains("without a client certificate"), "{}", www(&h));
     assert_eq!(f.calls.0.load(Ordering::SeqCst), 1);
 }

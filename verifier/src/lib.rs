@@ -80,14 +80,14 @@ mod token;
 pub mod tower;
 mod verifier;
 
+#[cfg(feature = "axum")]
+pub use crate::axum_extract::MissingCapability;
 pub use crate::capability::{ActionError, ActionPattern};
 pub use crate::claims::{
     Audience, Capability, Claims, ClaimsError, Confirmation, MAX_LIMIT, MAX_NUMERIC_DATE, MAX_TTL_SECS,
 };
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier, VerifiedProof};
-#[cfg(feature = "axum")]
-pub use crate::axum_extract::MissingCapability;
 pub use crate::error::{Rejection, RETRY_AFTER_SECS};
 pub use crate::external_url::{ExternalUrl, ExternalUrlError, ExternalUrlSettings, RequestOrigin};
 pub use crate::htu::{normalize_htu, HtuError};

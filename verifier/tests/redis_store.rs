@@ -239,7 +239,8 @@ async fn outage_fails_closed_and_recovers() {
     let limit = 400;
     let mut accepted = 0u32;
     let mut refused_in_outage = 0;
-    for i in 0..300u64 {
+    let mut outage_time = Duration::ZERO;
+    for i in 0..160u64 {
         if i == 100 {
             server.kill();
         }
@@ -254,12 +255,14 @@ async fn outage_fails_closed_and_recovers() {
             Err(StoreError::Unavailable(_)) => {
                 assert!(i >= 100, "request {i} refused while Redis was up");
                 refused_in_outage += 1;
+                outage_time += started.elapsed();
             }
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!((accepted, refused_in_outage), (100, 200));
-    assert!(s.failures() >= 200);
+    assert_eq!((accepted, refused_in_outage), (100, 60));
+    println!("refused during the outage in {:?} on average", outage_time / 60);
+    assert!(s.failures() >= 60);
     server.restart();
     // Back without a new store: the connection is re-established by itself.
     let deadline = Instant::now() + Duration::from_secs(10);

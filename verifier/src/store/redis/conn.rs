@@ -259,11 +259,13 @@ impl Conn {
     }
 }
 
-/// Errors after which the same request may be sent again: the connection
-/// broke, so the script may or may not have run (the request id makes a
-/// second run answer like the first).
+/// Errors after which the same request is worth sending again: the
+/// connection broke, so the script may or may not have run (the request id
+/// makes a second run answer like the first) and a fresh connection may
+/// work. Not a refused connection (Redis is down: answer at once) nor a
+/// timeout (the time is spent).
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
-    e.is_connection_dropped() || e.is_connection_refusal() || (e.is_io_error() && !e.is_timeout())
+    !e.is_connection_refusal() && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error())
 }
 
 /// A short, stable reason for logs.

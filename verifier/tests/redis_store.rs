@@ -601,3 +601,60 @@ async fn tls_client_certificate_to_redis() {
     let without = RedisStoreSettings { ca_file: Some(ca), ..RedisStoreSettings::single(server.url()) };
     assert!(RedisStore::connect(without).await.is_err());
 }
+
+/// A TCP proxy in front of Redis that can swallow the next reply and cut
+/// the connection: the script ran, the client never heard.
+async fn reply_dropping_proxy(upstream: u16) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let drop_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = drop_next.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+                let mut buf = vec![0u8; 16_384];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if flag.swap(false, Ordering::SeqCst) {
+                        break; // the reply is lost with the connection
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    (port, drop_next)
+}
+
+/// The reply of an accepted use is lost with its connection: the store
+/// sends the same request again, and the script answers the first outcome
+/// instead of counting a second use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_reply_retried_without_counting_twice() {
+    let server = RedisServer::start();
+    let (port, drop_next) = reply_dropping_proxy(server.port).await;
+    let s = RedisStore::connect(RedisStoreSettings::single(format!("redis://127.0.0.1:{port}"))).await.unwrap();
+    s.consume(&req("warm-up", 1, None)).await.unwrap();
+    drop_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = s.consume(&req("lost", 3, Some(proof(1)))).await;
+    assert_eq!(r, Ok(ConsumeOutcome::Accepted { used: 1, remaining: 2 }));
+    assert!(!drop_next.load(std::sync::atomic::Ordering::SeqCst), "no reply was dropped");
+    assert_eq!(server.cli(&["HGET", &s.usage_key("lost"), "n"]), "1", "counted twice");
+    assert_eq!(
+        s.consume(&req("lost", 3, Some(proof(2)))).await,
+        Ok(ConsumeOutcome::Accepted { used: 2, remaining: 1 })
+    );
+}

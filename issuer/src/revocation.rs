@@ -195,6 +195,7 @@ fn trim_newline(b: &[u8]) -> &[u8] {
 }
 
 fn bad_request(why: &str) -> Response<Body> {
+    tracing::info!(event = "revocation", outcome = "bad_request", reason = why, "revocation request refused");
     json_response(StatusCode::BAD_REQUEST, &json!({"error": "invalid_request", "error_description": why}))
 }
 

@@ -369,14 +369,28 @@ async fn password_file() {
     assert!(RedisStore::connect(bad).await.is_err());
 }
 
-/// `WAIT` with no replica attached: the use is refused (deny on timeout).
-#[tokio::test]
-async fn wait_for_missing_replica_denies() {
-    let server = RedisServer::start();
+/// `WAIT` for one replica: accepted while a replica acknowledges; with the
+/// replica gone the use is refused (deny on timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_replica_then_deny_without_it() {
+    let server = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let port = server.port.to_string();
+    let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.cli(&["INFO", "replication"]).contains("connected_slaves:1")
+        || !replica.cli(&["INFO", "replication"]).contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica did not sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let settings =
-        RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 20, ..RedisStoreSettings::single(server.url()) };
+        RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 200, ..RedisStoreSettings::single(server.url()) };
     let s = RedisStore::connect(settings).await.unwrap();
-    let r = s.consume(&req("w", 5, Some(proof(1)))).await;
+    assert_eq!(s.consume(&req("w", 5, Some(proof(1)))).await, Ok(ConsumeOutcome::Accepted { used: 1, remaining: 4 }));
+    // The acknowledged use is on the replica.
+    assert_eq!(replica.cli(&["HGET", &s.usage_key("w"), "n"]), "1");
+    replica.kill();
+    let r = s.consume(&req("w", 5, Some(proof(2)))).await;
     assert!(matches!(&r, Err(StoreError::Unavailable(why)) if why.contains("WAIT")), "{r:?}");
 }
 

@@ -377,7 +377,7 @@ async fn wait_for_replica_then_deny_without_it() {
     let port = server.port.to_string();
     let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.cli(&["INFO", "replication"]).contains("connected_slaves:1")
+    while !server.cli(&["INFO", "replication"]).contains("state=online")
         || !replica.cli(&["INFO", "replication"]).contains("master_link_status:up")
     {
         assert!(Instant::now() < deadline, "replica did not sync");

@@ -383,8 +383,14 @@ async fn wait_for_replica_then_deny_without_it() {
         assert!(Instant::now() < deadline, "replica did not sync");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let settings =
-        RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 200, ..RedisStoreSettings::single(server.url()) };
+    // Generous: other test binaries may load the machine.
+    let settings = RedisStoreSettings {
+        wait_replicas: 1,
+        wait_timeout_ms: 1000,
+        response_timeout_ms: 1500,
+        request_timeout_ms: 2000,
+        ..RedisStoreSettings::single(server.url())
+    };
     let s = RedisStore::connect(settings).await.unwrap();
     assert_eq!(s.consume(&req("w", 5, Some(proof(1)))).await, Ok(ConsumeOutcome::Accepted { used: 1, remaining: 4 }));
     // The acknowledged use is on the replica.

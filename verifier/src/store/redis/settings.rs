@@ -61,8 +61,8 @@ pub struct RedisStoreSettings {
     /// use stays consumed). 0 turns it off. See docs/replay-store.md,
     /// "Failover". Defaults to 0.
     pub wait_replicas: u32,
-    /// Timeout of `WAIT`, milliseconds (1 or more when `wait_replicas > 0`).
-    /// Defaults to 50.
+    /// Timeout of `WAIT`, milliseconds (1 or more, and below
+    /// `response_timeout_ms`, when `wait_replicas > 0`). Defaults to 50.
     pub wait_timeout_ms: u64,
     /// What to do at start when Redis may evict keys (`maxmemory` set and
     /// `maxmemory-policy` other than `noeviction`). Defaults to `refuse`.
@@ -186,8 +186,9 @@ impl RedisStoreSettings {
         if self.cluster_retries > 16 {
             return bad("cluster_retries", "must be at most 16");
         }
-        if self.wait_replicas > 0 && !(1..=self.request_timeout_ms).contains(&self.wait_timeout_ms) {
-            return bad("wait_timeout_ms", "must be between 1 and request_timeout_ms when wait_replicas > 0");
+        // WAIT is one command: its reply must fit in the response timeout.
+        if self.wait_replicas > 0 && !(1..self.response_timeout_ms).contains(&self.wait_timeout_ms) {
+            return bad("wait_timeout_ms", "must be at least 1 and below response_timeout_ms when wait_replicas > 0");
         }
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
             return bad("client_key_file", "client_cert_file and client_key_file go together");
@@ -247,6 +248,9 @@ mod tests {
         assert!(msg(s).starts_with("connections:"));
         let s = RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 0, ..RedisStoreSettings::single("redis://b") };
         assert!(msg(s).starts_with("wait_timeout_ms:"));
+        let s =
+            RedisStoreSettings { wait_replicas: 1, wait_timeout_ms: 250, ..RedisStoreSettings::single("redis://b") };
+        assert!(msg(s).starts_with("wait_timeout_ms:"), "WAIT must fit in the response timeout");
         assert!(RedisStoreSettings::cluster(["redis://a:1", "rediss://b:2"]).validate().is_ok());
     }
 }

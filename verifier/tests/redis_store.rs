@@ -311,7 +311,12 @@ async fn busy_redis_is_refused() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Busy once other clients get BUSY (the script ran past the threshold).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::redis::raw_command(server.port, &["PING"]).is_ok_and(|r| r.starts_with("-BUSY")) {
+        assert!(Instant::now() < deadline, "Redis never became busy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let r = s.consume(&req("busy", 3, Some(proof(2)))).await;
     assert!(matches!(&r, Err(StoreError::Unavailable(why)) if why.contains("BUSY") || why.contains("busy")), "{r:?}");
     assert_eq!(server.cli(&["SCRIPT", "KILL"]), "OK");

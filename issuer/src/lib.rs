@@ -13,7 +13,8 @@
 //! | `GET /.well-known/jwks.json` | public keys, `ETag`, `Cache-Control: public, max-age`, `304` |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //!
-//! and `/healthz`, `/readyz` on a separate admin listener.
+//! and `/healthz`, `/readyz` and (with `[revocation]`) `POST /admin/revocations`
+//! on a separate admin listener.
 //!
 //! The pieces are traits injected at construction, so that production parts
 //! (a KMS signer, a shared replay cache, a TLS acceptor) fit without changes

@@ -4,9 +4,9 @@ mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-pub use memory::{MemoryStore, MemoryStoreSettings};
 #[cfg(feature = "redis")]
 pub use self::redis::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
+pub use memory::{MemoryStore, MemoryStoreSettings};
 
 /// Identifies a proof for replay detection: SHA-256 of `jkt ‖ 0x00 ‖ jti`, so
 /// one client's `jti` can never collide with another's.

@@ -23,7 +23,7 @@ pub fn compact(input: &str, signature: &[u8]) -> String {
 /// Base64url with `=` padding (refused by a canonical decoder).
 pub fn padded(b64: &str) -> String {
     let mut s = b64.to_owned();
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
@@ -33,7 +33,7 @@ pub fn padded(b64: &str) -> String {
 /// leniently to the same value, but is not the canonical encoding.
 /// `None` when the length leaves no unused bits.
 pub fn with_trailing_bits(b64: &str) -> Option<String> {
-    if b64.len() % 4 == 0 {
+    if b64.len().is_multiple_of(4) {
         return None;
     }
     let last = *b64.as_bytes().last()?;

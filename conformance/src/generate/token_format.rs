@@ -57,8 +57,11 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
         "token.base64url",
         "The header part carries '=' padding; the signature is valid over the padded text.",
     );
-    let header =
-        if b64_encode(&std_header).len() % 4 == 0 { format!("{{ {}", &std_header[1..]) } else { std_header.clone() };
+    let header = if b64_encode(&std_header).len().is_multiple_of(4) {
+        format!("{{ {}", &std_header[1..])
+    } else {
+        std_header.clone()
+    };
     let input = format!("{}.{}", padded(&b64_encode(&header)), b64_encode(g.default_claims(&d).to_string()));
     let token = compact(&input, &g.sign(issuer, Algorithm::ES256, &input)?);
     d.present(g, &token, bad_token("header is not canonical base64url"))?;

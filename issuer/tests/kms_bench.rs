@@ -1,9 +1,11 @@
 //! Issuance rate: the raw ES256 sign rate of the crypto library, tokens per
 //! second through the whole issuer (HTTP, client auth, DPoP, policy, one
 //! signature) with the local signer, and with a KMS stand-in that adds a
-//! fixed 10 ms to every signature. Printed for the record; the assertion is
-//! the property that matters: signatures run concurrently, so a 10 ms
-//! signer still issues many more than 100 tokens per second.
+//! fixed 10 ms to every signature. Figures are printed as ratios to the raw
+//! sign rate measured in the same run; nothing is asserted on time. The
+//! assertion is the property that matters: signatures run concurrently (the
+//! stand-in counts how many were in flight at once), so a slow KMS does not
+//! serialise issuance.
 //!
 //! `cargo test -p ekey-issuer --release --test kms_bench -- --nocapture`
 
@@ -26,21 +28,31 @@ const CONCURRENCY: usize = 16;
 const RUN: Duration = Duration::from_millis(1500);
 const KMS_LATENCY: Duration = Duration::from_millis(10);
 
-/// A local key behind a fixed network-like delay, as a remote KMS would be.
+/// A local key behind a fixed network-like delay, as a remote KMS would be,
+/// counting the signatures in flight and the most seen at once.
 #[derive(Debug)]
-struct Delayed(LocalSigner, Duration);
+struct Delayed {
+    key: LocalSigner,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: Arc<AtomicUsize>,
+}
 
 #[async_trait]
 impl Signer for Delayed {
     fn algorithm(&self) -> Algorithm {
-        self.0.algorithm()
+        self.key.algorithm()
     }
     fn public_jwk(&self) -> &PublicJwk {
-        self.0.public_jwk()
+        self.key.public_jwk()
     }
     async fn sign(&self, input: &[u8]) -> Result<Vec<u8>, SignError> {
-        tokio::time::sleep(self.1).await;
-        self.0.sign(input).await
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let signed = self.key.sign(input).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        signed
     }
 }
 
@@ -119,20 +131,37 @@ async fn issuance_rate_local_and_with_a_10ms_signer() {
         let with_local = issuance_rate(&server).await;
         server.shutdown().await;
 
-        let delayed = Delayed(LocalSigner::generate(Algorithm::ES256).unwrap(), KMS_LATENCY);
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let delayed = Delayed {
+            key: LocalSigner::generate(Algorithm::ES256).unwrap(),
+            delay: KMS_LATENCY,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: max_in_flight.clone(),
+        };
         let server = issuer(Arc::new(delayed)).await;
         let with_kms = issuance_rate(&server).await;
         server.shutdown().await;
 
+        let serial_cap = 1.0 / KMS_LATENCY.as_secs_f64();
+        let max_in_flight = max_in_flight.load(Ordering::SeqCst);
         eprintln!(
             "issuance ({CONCURRENCY} concurrent clients, HTTP/1.1, a new connection per request): \
              raw ES256 sign {raw:.0}/s (one thread); local signer {with_local:.0} tokens/s; \
-             {} ms signer {with_kms:.0} tokens/s",
+             {} ms signer {with_kms:.0} tokens/s, at most {max_in_flight} signatures in flight",
             KMS_LATENCY.as_millis()
         );
-        // One signature at a time would cap a 10 ms signer at 100 tokens/s.
-        let serial_cap = 1.0 / KMS_LATENCY.as_secs_f64();
-        assert!(with_kms > 2.0 * serial_cap, "signatures are not concurrent: {with_kms:.0} tokens/s");
+        println!(
+            "{}",
+            json!({
+                "bench": "issuance",
+                "raw_sign_per_s": raw,
+                "local_ratio_to_raw_sign": with_local / raw,
+                "delayed_ratio_to_serial_cap": with_kms / serial_cap,
+                "max_signatures_in_flight": max_in_flight,
+            })
+        );
+        // One signature at a time would be a serial bottleneck behind a slow KMS.
+        assert!(max_in_flight >= 2, "signatures are not concurrent: at most {max_in_flight} in flight");
     })
     .await;
 }

@@ -2,6 +2,7 @@
 
 use crate::dpop::ProofError;
 use crate::jose::alg::Algorithm;
+use crate::outcome::Outcome;
 use crate::revocation::RevocationError;
 use crate::store::StoreError;
 use crate::token::TokenError;
@@ -93,20 +94,26 @@ impl Rejection {
         }
     }
 
-    /// A short, stable, low-cardinality reason for metrics and audit logs.
-    pub fn reason(&self) -> &'static str {
+    /// The class of this rejection, as reported in metrics and audit logs.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Self::MissingCredentials => "missing_credentials",
-            Self::InvalidToken(TokenError::Exhausted) => "exhausted",
-            Self::InvalidToken(TokenError::Revoked) => "revoked",
-            Self::InvalidToken(TokenError::Expired) => "expired",
-            Self::InvalidToken(_) => "invalid_token",
-            Self::InvalidProof(ProofError::Replayed) => "replay_blocked",
-            Self::InvalidProof(_) => "invalid_proof",
-            Self::UseDpopNonce(_) => "use_dpop_nonce",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::Unavailable(_) => "store_unavailable",
+            Self::MissingCredentials => Outcome::MissingCredentials,
+            Self::InvalidToken(TokenError::Exhausted) => Outcome::Exhausted,
+            Self::InvalidToken(TokenError::Revoked) => Outcome::Revoked,
+            Self::InvalidToken(TokenError::Expired) => Outcome::Expired,
+            Self::InvalidToken(_) => Outcome::InvalidToken,
+            Self::InvalidProof(ProofError::Replayed) => Outcome::ReplayBlocked,
+            Self::InvalidProof(_) => Outcome::InvalidProof,
+            Self::UseDpopNonce(_) => Outcome::UseDpopNonce,
+            Self::InsufficientScope => Outcome::InsufficientScope,
+            Self::Unavailable(_) => Outcome::StoreUnavailable,
         }
+    }
+
+    /// A short, stable, low-cardinality reason for metrics and audit logs:
+    /// [`Rejection::outcome`] as a word ([`Outcome::as_str`]).
+    pub fn reason(&self) -> &'static str {
+        self.outcome().as_str()
     }
 
     /// The `WWW-Authenticate` challenge: `DPoP` with `algs` and, when there is

@@ -73,6 +73,7 @@ mod jose;
 mod keys;
 pub mod mtls;
 mod nonce;
+mod outcome;
 mod revocation;
 mod store;
 mod token;
@@ -102,6 +103,7 @@ pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsEr
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
 pub use crate::nonce::{NonceConfigError, NonceSource};
+pub use crate::outcome::Outcome;
 #[cfg(feature = "redis")]
 pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};

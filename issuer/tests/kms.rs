@@ -11,13 +11,12 @@ mod common;
 use aws_sdk_kms::config::{Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use common::*;
-use ekey_issuer::{Config, KmsClient, KmsSettings, KmsSigner, Providers, Server, ServerHandle, Signer};
+use ekey_issuer::{KmsClient, KmsSettings, KmsSigner, ServerHandle, Signer};
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::{
     dangerous, Algorithm, HttpJwks, HttpJwksSettings, MemoryStore, Verifier, VerifierSettings, VerifyingKey,
 };
 use http::Method;
-use serde_json::json;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-
-const SECRET: &str = "kms-test-client-secret-0123456789";
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -205,40 +202,6 @@ async fn create_key(endpoint: &str, spec: KeySpec, alias: &str) -> String {
     alias
 }
 
-/// An issuer whose only key is `signer`, for `audience`.
-async fn issuer(signer: Arc<dyn Signer>, audience: &str) -> ServerHandle {
-    let config = Config::from_toml_str(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
-        [signing_key]
-        generate = true
-        timeout = 3
-        [[clients]]
-        id = "worker"
-        auth = "client_secret_basic"
-        secret_sha256 = "{}"
-        [[templates]]
-        name = "payments.create"
-        clients = ["worker"]
-        actions = ["POST:/payments/:id"]
-        audience = "{audience}"
-        "#,
-        sha256_hex(SECRET.as_bytes())
-    ))
-    .unwrap();
-    let providers = Providers::from_config(&config).await.unwrap().with_signer(signer);
-    Server::start_with(config, providers).await.unwrap()
-}
-
-async fn get_token(server: &ServerHandle, key: &DpopKey) -> Answer {
-    let endpoint = &server.urls().token_endpoint;
-    let proof = key.proof("POST", endpoint, None, None, now()).unwrap();
-    let details = json!([{"type": "ekey_capability", "action": "POST:/payments/7"}]).to_string();
-    token_request(endpoint, Auth::Basic("worker", SECRET), Some(proof), &[("authorization_details", &details)]).await
-}
-
 async fn readyz(server: &ServerHandle) -> Answer {
     send(Method::GET, &format!("http://{}/readyz", server.admin_addr()), &[], None).await
 }
@@ -296,9 +259,9 @@ async fn tokens_signed_through_kms_verify_for_each_key_type() {
             // A whole token through the issuer, accepted by the verifier
             // (RS256 is not in its default allow-list: allow it here).
             let audience = "https://api.example";
-            let server = issuer(signer.clone(), audience).await;
+            let server = issuer_with_signer(signer.clone(), audience).await;
             let key = DpopKey::generate(Algorithm::ES256).unwrap();
-            let res = get_token(&server, &key).await;
+            let res = worker_token(&server, &key).await;
             assert_eq!(res.status, 200, "{alg}: {:?}", res.body);
             let token = res.json()["access_token"].as_str().unwrap().to_owned();
             let (header, _) = dangerous::decode_unverified(&token).unwrap();
@@ -349,14 +312,14 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         let signer =
             Arc::new(KmsSigner::connect(client(&proxy.endpoint(), settings.clone()), &alias, None).await.unwrap());
         let api = api_listener().await;
-        let server = issuer(signer.clone(), &api.origin).await;
+        let server = issuer_with_signer(signer.clone(), &api.origin).await;
         let api = api.serve(&server.urls().issuer, &server.urls().jwks_uri);
         let key = DpopKey::generate(Algorithm::ES256).unwrap();
 
         // Exactly one KMS Sign per token, and none for readiness.
         let before = proxy.sign_requests.load(Ordering::SeqCst);
         for _ in 0..5 {
-            let res = get_token(&server, &key).await;
+            let res = worker_token(&server, &key).await;
             assert_eq!(res.status, 200, "{:?}", res.body);
         }
         assert_eq!(readyz(&server).await.status, 200);
@@ -382,7 +345,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         let mut times = Vec::new();
         for _ in 0..6 {
             let started = Instant::now();
-            let res = get_token(&server, &key).await;
+            let res = worker_token(&server, &key).await;
             times.push(started.elapsed());
             assert_eq!(res.status, 503, "{:?}", res.body);
             assert_eq!(res.error(), "temporarily_unavailable");
@@ -399,7 +362,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         // While open, requests do not reach KMS at all.
         proxy.restart().await;
         let before = proxy.sign_requests.load(Ordering::SeqCst);
-        assert_eq!(get_token(&server, &key).await.status, 503);
+        assert_eq!(worker_token(&server, &key).await.status, 503);
         assert_eq!(proxy.sign_requests.load(Ordering::SeqCst), before, "no Sign while the circuit is open");
         proxy.stop().await;
 
@@ -407,7 +370,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         // through and the same issuer signs again.
         proxy.restart().await;
         tokio::time::sleep(settings.breaker_cooldown + Duration::from_millis(100)).await;
-        let res = get_token(&server, &key).await;
+        let res = worker_token(&server, &key).await;
         assert_eq!(res.status, 200, "{:?}", res.body);
         let token = res.json()["access_token"].as_str().unwrap().to_owned();
         assert_eq!(api.call(&key, &token, Method::POST, "/payments/7").await.status, 200);
@@ -417,7 +380,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
         // signing) notices the recovery.
         proxy.stop().await;
         for _ in 0..3 {
-            assert_eq!(get_token(&server, &key).await.status, 503);
+            assert_eq!(worker_token(&server, &key).await.status, 503);
         }
         assert_eq!(readyz(&server).await.status, 503);
         proxy.restart().await;
@@ -426,7 +389,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
             assert!(Instant::now() < deadline, "readiness did not recover");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(get_token(&server, &key).await.status, 200);
+        assert_eq!(worker_token(&server, &key).await.status, 200);
         server.shutdown().await;
     })
     .await;

@@ -15,7 +15,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::*;
-use ekey_issuer::{Config, LocalSigner, Providers, Server, ServerHandle, SignError, Signer};
+use ekey_issuer::{LocalSigner, ServerHandle, SignError, Signer};
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::{Algorithm, PublicJwk};
 use serde_json::json;
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-client-secret-0123456789ab";
+const AUDIENCE: &str = "https://api.example";
 const CONCURRENCY: usize = 16;
 const RUN: Duration = Duration::from_millis(1500);
 const KMS_LATENCY: Duration = Duration::from_millis(10);
@@ -56,31 +56,6 @@ impl Signer for Delayed {
     }
 }
 
-async fn issuer(signer: Arc<dyn Signer>) -> ServerHandle {
-    let config = Config::from_toml_str(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
-        [signing_key]
-        generate = true
-        [[clients]]
-        id = "worker"
-        auth = "client_secret_basic"
-        secret_sha256 = "{}"
-        [[templates]]
-        name = "payments.create"
-        clients = ["worker"]
-        actions = ["POST:/payments/:id"]
-        audience = "https://api.example"
-        "#,
-        sha256_hex(SECRET.as_bytes())
-    ))
-    .unwrap();
-    let providers = Providers::from_config(&config).await.unwrap().with_signer(signer);
-    Server::start_with(config, providers).await.unwrap()
-}
-
 /// Tokens per second from `CONCURRENCY` clients for `RUN`; every answer must be 200.
 async fn issuance_rate(server: &ServerHandle) -> f64 {
     let endpoint = server.urls().token_endpoint.clone();
@@ -97,7 +72,7 @@ async fn issuance_rate(server: &ServerHandle) -> f64 {
                 let proof = key.proof("POST", &endpoint, None, None, now()).unwrap();
                 let res = token_request(
                     &endpoint,
-                    Auth::Basic("worker", SECRET),
+                    Auth::Basic("worker", WORKER_SECRET),
                     Some(proof),
                     &[("authorization_details", &details)],
                 )
@@ -127,7 +102,7 @@ async fn issuance_rate_local_and_with_a_10ms_signer() {
         }
         let raw = f64::from(n) / started.elapsed().as_secs_f64();
 
-        let server = issuer(Arc::new(LocalSigner::generate(Algorithm::ES256).unwrap())).await;
+        let server = issuer_with_signer(Arc::new(LocalSigner::generate(Algorithm::ES256).unwrap()), AUDIENCE).await;
         let with_local = issuance_rate(&server).await;
         server.shutdown().await;
 
@@ -138,7 +113,7 @@ async fn issuance_rate_local_and_with_a_10ms_signer() {
             in_flight: AtomicUsize::new(0),
             max_in_flight: max_in_flight.clone(),
         };
-        let server = issuer(Arc::new(delayed)).await;
+        let server = issuer_with_signer(Arc::new(delayed), AUDIENCE).await;
         let with_kms = issuance_rate(&server).await;
         server.shutdown().await;
 

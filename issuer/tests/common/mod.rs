@@ -226,3 +226,56 @@ impl Drop for TempDir {
 pub fn sha256_hex(data: &[u8]) -> String {
     openssl::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The secret of the `worker` client of [`worker_toml`].
+pub const WORKER_SECRET: &str = "worker-test-client-secret-0123456789";
+
+/// Config text for a `worker` client (`client_secret_basic` with
+/// [`WORKER_SECRET`]) and a `payments.create` template (`POST:/payments/:id`)
+/// for `audience`; goes after the `[server]` and `[signing_key]` sections.
+pub fn worker_toml(audience: &str) -> String {
+    format!(
+        r#"
+        [[clients]]
+        id = "worker"
+        auth = "client_secret_basic"
+        secret_sha256 = "{}"
+        [[templates]]
+        name = "payments.create"
+        clients = ["worker"]
+        actions = ["POST:/payments/:id"]
+        audience = "{audience}"
+        "#,
+        sha256_hex(WORKER_SECRET.as_bytes())
+    )
+}
+
+/// An issuer on loopback whose only signing key is `signer`, with the
+/// `worker` client of [`worker_toml`].
+pub async fn issuer_with_signer(signer: Arc<dyn ekey_issuer::Signer>, audience: &str) -> ekey_issuer::ServerHandle {
+    let config = ekey_issuer::Config::from_toml_str(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        [signing_key]
+        generate = true
+        timeout = 3
+        {}
+        "#,
+        worker_toml(audience)
+    ))
+    .unwrap();
+    let providers = ekey_issuer::Providers::from_config(&config).await.unwrap().with_signer(signer);
+    ekey_issuer::Server::start_with(config, providers).await.unwrap()
+}
+
+/// A token for `POST:/payments/7` from `server`, as the `worker` client
+/// with a proof by `key`.
+pub async fn worker_token(server: &ekey_issuer::ServerHandle, key: &ekey_verifier::client::DpopKey) -> Answer {
+    let endpoint = &server.urls().token_endpoint;
+    let proof = key.proof("POST", endpoint, None, None, now()).unwrap();
+    let details = json!([{"type": "ekey_capability", "action": "POST:/payments/7"}]).to_string();
+    token_request(endpoint, Auth::Basic("worker", WORKER_SECRET), Some(proof), &[("authorization_details", &details)])
+        .await
+}

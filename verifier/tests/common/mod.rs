@@ -74,4 +74,5 @@ impl Issuer {
     }
 }
 
+pub mod jwks;
 pub mod redis;

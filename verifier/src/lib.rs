@@ -50,6 +50,7 @@
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
 //! | `tokio-rustls` | no | `mtls::peer_certificate_der`: the client certificate of a tokio-rustls connection |
+//! | `metrics` | no | `VerifierMetrics`: OpenTelemetry instruments for decisions, store round trips and JWKS refreshes, on a `Meter` you pass (API crate only; no SDK, no global provider) |
 //!
 //! Without tower, hyper services call [`Verifier::verify_http`] with the URL
 //! from [`ExternalUrl::rebuild`] (see `examples/hyper_service.rs` and
@@ -71,6 +72,8 @@ mod external_url;
 mod htu;
 mod jose;
 mod keys;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod mtls;
 mod nonce;
 mod outcome;
@@ -102,6 +105,8 @@ pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsEr
 #[cfg(feature = "http-jwks")]
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
+#[cfg(feature = "metrics")]
+pub use crate::metrics::VerifierMetrics;
 pub use crate::nonce::{NonceConfigError, NonceSource};
 pub use crate::outcome::Outcome;
 #[cfg(feature = "redis")]

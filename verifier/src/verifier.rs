@@ -9,10 +9,13 @@ use crate::htu::{normalize_htu, path_of};
 use crate::jose::alg::Algorithm;
 use crate::jose::b64;
 use crate::keys::KeySource;
+#[cfg(feature = "metrics")]
+use crate::metrics::{StoreAttributes, VerifierMetrics};
 use crate::mtls::ClientCert;
 use crate::revocation::RevocationCheck;
-use crate::store::{ConsumeOutcome, ConsumeRequest, ProofId, UsageStore};
+use crate::store::{ConsumeOutcome, ConsumeRequest, ProofId, StoreError, UsageStore};
 use crate::token::{TokenError, TokenSettings, TokenVerifier};
+use std::future::Future;
 use std::sync::Arc;
 
 /// Everything the verifier is configured with.
@@ -93,6 +96,16 @@ pub struct Verifier {
     store: Arc<dyn UsageStore>,
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<Observed>,
+}
+
+/// The metrics handle and the store's attribute sets, built once.
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+struct Observed {
+    metrics: VerifierMetrics,
+    store: StoreAttributes,
 }
 
 impl Verifier {
@@ -114,6 +127,8 @@ impl Verifier {
             store,
             clock,
             revocation: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -122,6 +137,22 @@ impl Verifier {
     pub fn with_revocation(mut self, rules: Arc<dyn RevocationCheck>) -> Self {
         self.revocation = Some(rules);
         self
+    }
+
+    /// Records every decision (`ekey.verify.decisions`, `ekey.verify.duration`)
+    /// and every store round trip (`ekey.store.duration`, labelled with
+    /// [`UsageStore::backend_name`]) in `metrics`.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: VerifierMetrics) -> Self {
+        let store = metrics.store_attributes(self.store.backend_name());
+        self.metrics = Some(Observed { metrics, store });
+        self
+    }
+
+    /// The metrics this verifier records in, if any.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> Option<&VerifierMetrics> {
+        self.metrics.as_ref().map(|o| &o.metrics)
     }
 
     /// The DPoP algorithms accepted (for `WWW-Authenticate: DPoP algs=…`).
@@ -141,7 +172,7 @@ impl Verifier {
 
     /// Runs every check and consumes one use. Returns only when all passed.
     pub async fn verify(&self, req: &PresentedRequest<'_>) -> Result<VerifiedCapability, Rejection> {
-        self.verify_inner(req, || req.peer_certificate.map(openssl::sha::sha256)).await
+        self.decide(self.verify_inner(req, || req.peer_certificate.map(openssl::sha::sha256))).await
     }
 
     /// [`Verifier::verify`] with the client certificate as a
@@ -153,7 +184,35 @@ impl Verifier {
         req: &PresentedRequest<'_>,
         cert: Option<&ClientCert>,
     ) -> Result<VerifiedCapability, Rejection> {
-        self.verify_inner(req, || cert.map(ClientCert::sha256)).await
+        self.decide(self.verify_inner(req, || cert.map(ClientCert::sha256))).await
+    }
+
+    /// Runs one whole verification and, with metrics, records its decision
+    /// exactly once (rejections before the store included).
+    async fn decide(
+        &self,
+        verification: impl Future<Output = Result<VerifiedCapability, Rejection>>,
+    ) -> Result<VerifiedCapability, Rejection> {
+        #[cfg(feature = "metrics")]
+        if let Some(observed) = &self.metrics {
+            let started = std::time::Instant::now();
+            let result = verification.await;
+            observed.metrics.record_decision(crate::outcome::Outcome::of(&result), started.elapsed());
+            return result;
+        }
+        verification.await
+    }
+
+    /// The one store round trip, timed when there are metrics.
+    async fn consume(&self, req: &ConsumeRequest<'_>) -> Result<ConsumeOutcome, StoreError> {
+        #[cfg(feature = "metrics")]
+        if let Some(observed) = &self.metrics {
+            let started = std::time::Instant::now();
+            let result = self.store.consume(req).await;
+            observed.metrics.record_store(&observed.store, result.is_ok(), started.elapsed());
+            return result;
+        }
+        self.store.consume(req).await
     }
 
     /// `cert_sha256` is asked for only when the token is certificate-bound.
@@ -211,7 +270,6 @@ impl Verifier {
             retain_until = retain_until.max(iat + i64::from(self.proofs.settings().max_age) + 2 * leeway);
         }
         let outcome = self
-            .store
             .consume(&ConsumeRequest {
                 trace: &claims.jti,
                 limit: claims.cap.limit,
@@ -249,6 +307,16 @@ impl Verifier {
         headers: &http::HeaderMap,
         peer_certificate: Option<&[u8]>,
     ) -> Result<VerifiedCapability, Rejection> {
+        self.decide(self.verify_http_inner(method, external_url, headers, peer_certificate)).await
+    }
+
+    async fn verify_http_inner(
+        &self,
+        method: &http::Method,
+        external_url: &str,
+        headers: &http::HeaderMap,
+        peer_certificate: Option<&[u8]>,
+    ) -> Result<VerifiedCapability, Rejection> {
         let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
             [] => None,
             [one] => Some(one.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?),
@@ -262,14 +330,14 @@ impl Verifier {
                     .map_err(|_| Rejection::InvalidProof(ProofError::Malformed(crate::jose::jws::JwsError::NotCompact)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.verify(&PresentedRequest {
+        let req = PresentedRequest {
             method: method.as_str(),
             url: external_url,
             authorization,
             dpop: &dpop,
             peer_certificate,
-        })
-        .await
+        };
+        self.verify_inner(&req, || peer_certificate.map(openssl::sha::sha256)).await
     }
 }
 

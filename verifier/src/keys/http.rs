@@ -5,6 +5,8 @@ use super::{KeySource, KeySourceError};
 use crate::jose::alg::Algorithm;
 use crate::jose::jwk::Jwks;
 use crate::jose::key::VerifyingKey;
+#[cfg(feature = "metrics")]
+use crate::metrics::{JwksRefresh, VerifierMetrics};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -78,6 +80,8 @@ pub struct HttpJwks {
     client: Client<HttpConnector, Empty<Bytes>>,
     state: RwLock<State>,
     fetch_lock: tokio::sync::Mutex<()>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<VerifierMetrics>,
 }
 
 impl HttpJwks {
@@ -98,7 +102,18 @@ impl HttpJwks {
             client,
             state: RwLock::new(State::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         })
+    }
+
+    /// Counts every fetch in `ekey.jwks.refreshes` by result: `updated` (a
+    /// new set installed), `not_modified` (304) or `error` (the held set, if
+    /// any, stays).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: VerifierMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// How many HTTP fetches were made (conditional ones included).
@@ -128,6 +143,20 @@ impl HttpJwks {
     }
 
     async fn fetch(&self) -> Result<(), KeySourceError> {
+        let result = self.fetch_once().await;
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.record_jwks_refresh(match &result {
+                Ok(true) => JwksRefresh::Updated,
+                Ok(false) => JwksRefresh::NotModified,
+                Err(_) => JwksRefresh::Error,
+            });
+        }
+        result.map(drop)
+    }
+
+    /// One fetch; `Ok(true)` when a new set was installed, `Ok(false)` on 304.
+    async fn fetch_once(&self) -> Result<bool, KeySourceError> {
         let etag = {
             let mut s = self.write();
             s.last_attempt = Some(Instant::now());
@@ -145,12 +174,13 @@ impl HttpJwks {
                 if let Some(c) = s.cached.as_mut() {
                     c.fresh_until = Instant::now() + max_age;
                 }
+                Ok(false)
             }
             Fetched::New { keys, etag, max_age } => {
                 s.cached = Some(Cached { keys: Arc::new(keys), etag, fresh_until: Instant::now() + max_age });
+                Ok(true)
             }
         }
-        Ok(())
     }
 
     async fn get(&self, etag: Option<String>) -> Result<Fetched, KeySourceError> {

@@ -131,6 +131,10 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl UsageStore for MemoryStore {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn consume(&self, req: &ConsumeRequest<'_>) -> Result<ConsumeOutcome, StoreError> {
         self.consume_sync(req)
     }

@@ -80,4 +80,10 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
 
     /// Marks a trace revoked until `until`; later consumes answer `Revoked`.
     async fn revoke_trace(&self, trace: &str, until: i64) -> Result<(), StoreError>;
+
+    /// A short, fixed name of the backend (`memory`, `redis`), used as the
+    /// `ekey.store.backend` metric attribute. Defaults to `custom`.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
 }

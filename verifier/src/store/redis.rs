@@ -227,6 +227,10 @@ fn parse_reply(v: &redis::Value, limit: u32) -> Result<ConsumeOutcome, String> {
 
 #[async_trait::async_trait]
 impl UsageStore for RedisStore {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn consume(&self, req: &ConsumeRequest<'_>) -> Result<ConsumeOutcome, StoreError> {
         let timeout = self.settings.request_timeout();
         let deadline = Instant::now() + timeout;

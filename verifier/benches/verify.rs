@@ -7,6 +7,9 @@
 //! reused within its limit (only the proof is new), with the same three fields
 //! under `"reused"` and `"one_shot"` (a fresh limit-1 token and a fresh proof
 //! per request). Set `EKEY_BENCH_SECS` to change the measuring time per round.
+//! With `--features metrics`, the reused case is also run with a verifier
+//! recording into an OpenTelemetry SDK meter, and `"metrics_on_off"` is its
+//! rate divided by the rate without metrics.
 
 // Test code panics on failure by design.
 #![allow(clippy::unwrap_used)]
@@ -147,6 +150,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `v` recording into an SDK meter provider (kept alive alongside it).
+#[cfg(feature = "metrics")]
+fn metered(v: Verifier) -> (Verifier, opentelemetry_sdk::metrics::SdkMeterProvider) {
+    use opentelemetry::metrics::MeterProvider;
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let reader = PeriodicReader::builder(InMemoryMetricExporter::default()).build();
+    let provider = SdkMeterProvider::builder().with_reader(reader).build();
+    let metrics = ekey_verifier::VerifierMetrics::new(&provider.meter("bench"));
+    (v.with_metrics(metrics), provider)
+}
+
 fn main() {
     let s = Setup::new();
     let base = Baseline::new(&s);
@@ -163,10 +177,17 @@ fn main() {
     let (mut b, mut reused, mut one_shot) = (vec![], vec![], vec![]);
     let v = s.verifier();
     let token = s.token(ekey_verifier::MAX_LIMIT);
+    #[cfg(feature = "metrics")]
+    let (observed, mut with_metrics) = (metered(s.verifier()), vec![]);
     for _ in 0..5 {
         b.push(rate((0..per_round(probe)).collect(), |_| base.run()));
         let proofs: Vec<String> = (0..per_round(probe / 1.2)).map(|_| s.proof(&token)).collect();
         reused.push(rate(proofs, |p| s.verify(&v, &token, &p)));
+        #[cfg(feature = "metrics")]
+        {
+            let proofs: Vec<String> = (0..per_round(probe / 1.2)).map(|_| s.proof(&token)).collect();
+            with_metrics.push(rate(proofs, |p| s.verify(&observed.0, &token, &p)));
+        }
         let pairs: Vec<(String, String)> = (0..per_round(probe / 2.2))
             .map(|_| {
                 let t = s.token(1);
@@ -181,5 +202,9 @@ fn main() {
     let mut out = case(reused);
     out["reused"] = case(reused);
     out["one_shot"] = case(one_shot);
+    #[cfg(feature = "metrics")]
+    {
+        out["metrics_on_off"] = json!((median(with_metrics) / reused * 1000.0).round() / 1000.0);
+    }
     println!("{out}");
 }

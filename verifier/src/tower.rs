@@ -196,9 +196,11 @@ impl Shared {
     }
 
     async fn verify(&self, head: &Parts, peer: Option<IpAddr>, url: &str) -> Result<VerifiedCapability, Rejection> {
+        let started = self.started();
+        let here = |r: Rejection| self.refused_here(started, r);
         let tls = head.extensions.get::<PeerCertificate>().map(|c| &c.0[..]);
         let cert = match peer {
-            Some(ip) => self.certs.client_certificate(ip, &head.headers, tls)?,
+            Some(ip) => self.certs.client_certificate(ip, &head.headers, tls).map_err(|e| here(e.into()))?,
             // No peer address: no proxy can be trusted.
             None => tls.map(|der| ClientCert::Der(der.to_vec())),
         };
@@ -207,7 +209,7 @@ impl Shared {
             None => self.verifier.verify_http(&head.method, url, &head.headers, None).await,
             Some(ClientCert::Der(der)) => self.verifier.verify_http(&head.method, url, &head.headers, Some(&der)).await,
             Some(hash_only) => {
-                let authorization = one_header(&head.headers, http::header::AUTHORIZATION.as_str())?;
+                let authorization = one_header(&head.headers, http::header::AUTHORIZATION.as_str()).map_err(here)?;
                 let dpop = head
                     .headers
                     .get_all("dpop")
@@ -215,7 +217,8 @@ impl Shared {
                     .map(|v| {
                         v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact)))
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(here)?;
                 let req = PresentedRequest {
                     method: head.method.as_str(),
                     url,
@@ -226,6 +229,29 @@ impl Shared {
                 self.verifier.verify_with_client_cert(&req, Some(&hash_only)).await
             }
         }
+    }
+}
+
+impl Shared {
+    /// When this request started, if refusals made here are to be counted.
+    fn started(&self) -> Option<std::time::Instant> {
+        #[cfg(feature = "metrics")]
+        if self.verifier.metrics().is_some() {
+            return Some(std::time::Instant::now());
+        }
+        None
+    }
+
+    /// A refusal made here, before the verifier saw the request: counted in
+    /// the verifier's metrics too, so every request has exactly one decision.
+    fn refused_here(&self, started: Option<std::time::Instant>, rejection: Rejection) -> Rejection {
+        #[cfg(feature = "metrics")]
+        if let (Some(m), Some(t)) = (self.verifier.metrics(), started) {
+            m.record_decision(rejection.outcome(), t.elapsed());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = started;
+        rejection
     }
 }
 

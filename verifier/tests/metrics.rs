@@ -262,3 +262,44 @@ async fn jwks_refreshes_are_counted_by_result() {
     }
     assert_eq!(jwks.fetch_count(), 3);
 }
+
+/// Refusals the tower layer makes before the verifier sees the request (a
+/// trusted proxy's malformed certificate header) are decisions too.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn the_tower_layer_counts_its_own_refusals_once() {
+    use ekey_verifier::mtls::{CertHeaderFormat, ClientCertSource, TrustedProxies};
+    use ekey_verifier::tower::{PeerAddr, VerifyLayer};
+    use ekey_verifier::{ExternalUrl, ExternalUrlSettings};
+
+    let telemetry = Telemetry::new();
+    let issuer = Issuer::new();
+    let (v, _) = issuer.verifier();
+    let external =
+        ExternalUrl::new(&ExternalUrlSettings { trusted_proxies: vec![], public_base_url: Some(AUDIENCE.into()) })
+            .unwrap();
+    let certs = ClientCertSource::behind_proxy(
+        TrustedProxies::parse(["127.0.0.1/32"]).unwrap(),
+        "x-forwarded-client-cert",
+        CertHeaderFormat::Xfcc,
+    )
+    .unwrap();
+    let layer = VerifyLayer::new(Arc::new(v.with_metrics(telemetry.metrics())), external).client_certs(certs);
+
+    let head = |cert_headers: usize| {
+        let mut req = http::Request::post("/payments/1").header("authorization", "Bearer a.b.c");
+        for _ in 0..cert_headers {
+            req = req.header("x-forwarded-client-cert", "Hash=00");
+        }
+        let (mut head, ()) = req.body(()).unwrap().into_parts();
+        head.extensions.insert(PeerAddr("127.0.0.1:5000".parse().unwrap()));
+        head
+    };
+    // Two certificate headers: refused by the layer itself.
+    assert_eq!(layer.check(&head(2)).await.unwrap_err().status(), 401);
+    // No certificate header: refused by the verifier (a malformed token).
+    assert_eq!(layer.check(&head(0)).await.unwrap_err().status(), 401);
+
+    let rm = telemetry.snapshot();
+    assert_eq!(counter(&rm, "ekey.verify.decisions", &[("ekey.outcome", "invalid_token")]), 2, "one decision each");
+}

@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn check_always_answers() {
+        let s = MemoryStore::new(MemoryStoreSettings { max_traces: 1, max_proofs: 1 });
+        block_on(async {
+            assert_eq!(s.check().await, Ok(()));
+            s.consume(&req("t", 1, 0)).await.unwrap();
+            // Full is a per-request answer, not an outage.
+            assert_eq!(s.consume(&req("u", 2, 0)).await, Err(StoreError::Full));
+            assert_eq!(s.check().await, Ok(()));
+        });
+    }
+
+    #[test]
     fn limit_replay_and_revocation() {
         let s = MemoryStore::default();
         block_on(async {

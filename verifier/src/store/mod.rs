@@ -86,4 +86,13 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     fn backend_name(&self) -> &'static str {
         "custom"
     }
+
+    /// Whether the store can answer now, for readiness probes: one cheap
+    /// round trip that changes nothing (Redis: `PING`, bounded by
+    /// `request_timeout_ms`). Defaults to `Ok(())`, right for a store in
+    /// this process. An error means requests would now be refused with
+    /// `store_unavailable`.
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -256,6 +256,35 @@ impl UsageStore for RedisStore {
             Err(_) => Err(self.fail("timeout", format_args!("no answer within {} ms", timeout.as_millis()))),
         }
     }
+
+    /// `PING` on one connection of the pool (on a cluster, one node), within
+    /// `request_timeout_ms`. Not counted in [`RedisStore::failures`] and not
+    /// logged: the caller (a readiness probe) reports it.
+    async fn check(&self) -> Result<(), StoreError> {
+        let timeout = self.settings.request_timeout();
+        match tokio::time::timeout(timeout, self.backend.pick().query(&redis::cmd("PING"))).await {
+            Ok(Ok(redis::Value::SimpleString(s))) if s == "PONG" => Ok(()),
+            Ok(Ok(other)) => {
+                Err(StoreError::Unavailable(format!("redis PING: unexpected reply {}", reply_kind(&other))))
+            }
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis PING: {}: {e}", conn::classify(&e)))),
+            Err(_) => Err(StoreError::Unavailable(format!("redis PING: no answer within {} ms", timeout.as_millis()))),
+        }
+    }
+}
+
+/// A short name for a reply's type (never its content).
+fn reply_kind(v: &redis::Value) -> &'static str {
+    match v {
+        redis::Value::Nil => "nil",
+        redis::Value::Int(_) => "integer",
+        redis::Value::BulkString(_) => "bulk string",
+        redis::Value::Array(_) => "array",
+        redis::Value::SimpleString(_) => "simple string",
+        redis::Value::Okay => "OK",
+        redis::Value::ServerError(_) => "error",
+        _ => "other",
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +299,13 @@ mod tests {
             let t = hash_tag(odd);
             assert!(t.starts_with('~') && t.len() == 65, "{odd:?} -> {t}");
         }
+    }
+
+    #[test]
+    fn reply_kinds_name_types_only() {
+        assert_eq!(reply_kind(&Value::SimpleString("secret".into())), "simple string");
+        assert_eq!(reply_kind(&Value::BulkString(b"secret".to_vec())), "bulk string");
+        assert_eq!(reply_kind(&Value::Nil), "nil");
     }
 
     #[test]

@@ -21,11 +21,18 @@
 //! `X-Ekey-Remaining` for the upstream; or the verifier's rejection (401 +
 //! `WWW-Authenticate` [+ `DPoP-Nonce`], 403, 503 + `Retry-After`), always
 //! with `X-Ekey-Reason`.
+//!
+//! Every answer that looked at a token is a verify [`Decision`] (for the
+//! audit event, the span and the logs) and is counted once in
+//! `ekey.verify.decisions`: by the verifier, or here for the few refusals
+//! made before the verifier is asked. A request with no usable original
+//! request (`untrusted_peer`, `no_original_request`, `bad_original_url`) is
+//! not a verify decision: no token was looked at.
 
 use ekey_verifier::mtls::{ClientCert, ClientCertSource};
 use ekey_verifier::{
-    ExternalUrl, JwsError, NonceSource, PresentedRequest, ProofError, RedisRevocationFeed, Rejection, RequestOrigin,
-    TokenError, VerifiedCapability, Verifier,
+    ExternalUrl, JwsError, NonceSource, Outcome, PresentedRequest, ProofError, RedisRevocationFeed, Rejection,
+    RequestOrigin, TokenError, VerifiedCapability, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
@@ -33,6 +40,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Headers of a successful answer, for the upstream.
 pub const SUB: &str = "x-ekey-sub";
@@ -56,6 +64,85 @@ pub enum Dialect {
     ForwardAuth,
     /// Envoy `ext_authz` HTTP service.
     Envoy,
+}
+
+/// What one verify decision was about, for the audit event, the span and
+/// the logs. Holds identifiers only, never a token, proof or header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `success` or the refusal class.
+    pub outcome: Outcome,
+    /// The token's subject, when known (see [`TokenIds`]).
+    pub sub: Option<String>,
+    /// The token's trace id (`jti`), when known.
+    pub trace: Option<String>,
+    /// On success the action that matched (`X-Ekey-Action`); on a refusal
+    /// the token's `cap.action`, when known.
+    pub action: Option<String>,
+    /// The template named by the token, when known.
+    pub template: Option<String>,
+    /// The end client's address: from the trusted proxy's
+    /// `X-Forwarded-For` when the peer is a trusted proxy, else the peer.
+    pub client: IpAddr,
+}
+
+impl Decision {
+    /// The fixed reason of a refusal (the `X-Ekey-Reason` value); `None` on success.
+    pub fn reason(&self) -> Option<&'static str> {
+        (self.outcome != Outcome::Success).then(|| self.outcome.as_str())
+    }
+}
+
+/// The identifiers of a token the verifier refused *after* checking its
+/// signature, issuer and audience.
+///
+/// Read again from the presented token (the verifier does not hand them
+/// out with a rejection) and only for the outcomes that the verifier
+/// reaches after those checks: `expired`, `invalid_proof`, `use_dpop_nonce`,
+/// `replay_blocked`, `exhausted`, `revoked`, `insufficient_scope`. For any
+/// other refusal the token may be forged, so nothing from it is reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenIds {
+    /// `sub`.
+    pub sub: Option<String>,
+    /// `jti`.
+    pub trace: Option<String>,
+    /// `cap.action`.
+    pub action: Option<String>,
+    /// `tpl`.
+    pub template: Option<String>,
+}
+
+impl TokenIds {
+    /// Whether the verifier only reaches `outcome` with an authentic token.
+    pub fn authentic_after(outcome: Outcome) -> bool {
+        matches!(
+            outcome,
+            Outcome::Expired
+                | Outcome::InvalidProof
+                | Outcome::UseDpopNonce
+                | Outcome::ReplayBlocked
+                | Outcome::Exhausted
+                | Outcome::Revoked
+                | Outcome::InsufficientScope
+        )
+    }
+
+    /// The identifiers in the payload of `Authorization: DPoP|Bearer <token>`.
+    /// Decoding only: call it only for a token the verifier has checked.
+    pub fn of_checked_token(authorization: &str) -> Self {
+        let Some((_, token)) = authorization.split_once(' ') else { return Self::default() };
+        let Ok((_, payload)) = ekey_verifier::dangerous::decode_unverified(token.trim()) else {
+            return Self::default();
+        };
+        let text = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
+        Self {
+            sub: text(payload.get("sub")),
+            trace: text(payload.get("jti")),
+            action: text(payload.get("cap").and_then(|c| c.get("action"))),
+            template: text(payload.get("tpl")),
+        }
+    }
 }
 
 /// Decides gateway sub-requests. Cheap to share.
@@ -108,8 +195,19 @@ impl Authz {
         }
     }
 
-    /// The answer to one sub-request from `peer`.
-    pub async fn decide(&self, dialect: Dialect, peer: IpAddr, head: &Parts) -> Response<()> {
+    /// The Envoy endpoint's path prefix (its `http.route`).
+    pub fn envoy_prefix(&self) -> &str {
+        &self.envoy_prefix
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The answer to one sub-request from `peer`, and the verify decision it
+    /// made (`None` when there was no usable original request to check).
+    pub async fn decide(&self, dialect: Dialect, peer: IpAddr, head: &Parts) -> (Response<()>, Option<Decision>) {
         let trusted = self.external.is_trusted(Some(peer));
         let original = match dialect {
             Dialect::Nginx => original_from_headers(trusted, &head.headers, "x-original-method", "x-original-uri"),
@@ -127,8 +225,8 @@ impl Authz {
         let (method, uri) = match original {
             Ok(o) => o,
             Err(reason) => {
-                tracing::info!(event = "verify", outcome = "refused", reason, %peer, "no usable original request");
-                return refusal(StatusCode::FORBIDDEN, reason);
+                tracing::info!(reason, %peer, "refused: no usable original request");
+                return (refusal(StatusCode::FORBIDDEN, reason), None);
             }
         };
         // nginx, Traefik and Caddy set X-Forwarded-Proto/Host themselves but pass
@@ -155,49 +253,82 @@ impl Authz {
         let url = match self.external.rebuild(&origin) {
             Ok(u) => u,
             Err(e) => {
-                tracing::info!(event = "verify", outcome = "refused", reason = "bad_original_url", error = %e, %peer);
+                tracing::info!(reason = "bad_original_url", error = %e, %peer, "refused: no usable original URL");
                 // nginx turns anything but 2xx/401/403 into a 500.
                 let status = if dialect == Dialect::Nginx { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
-                return refusal(status, "bad_original_url");
+                return (refusal(status, "bad_original_url"), None);
             }
         };
+        let client = if trusted { forwarded_client(&self.external, &head.headers).unwrap_or(peer) } else { peer };
         match self.verify(&method, &url, peer, &head.headers).await {
             Ok(cap) => {
-                tracing::info!(
-                    event = "verify", outcome = "accepted", sub = %cap.sub, trace = %cap.trace,
-                    action = %cap.action, remaining = cap.remaining, %url
-                );
-                self.accepted(&cap)
+                let decision = Decision {
+                    outcome: Outcome::Success,
+                    sub: Some(cap.sub.clone()),
+                    trace: Some(cap.trace.clone()),
+                    action: Some(cap.action.clone()),
+                    template: cap.template.clone(),
+                    client,
+                };
+                (self.accepted(&cap), Some(decision))
             }
-            Err(rejection) => {
-                tracing::info!(event = "verify", outcome = "refused", reason = rejection.reason(), %url, "{rejection}");
-                self.rejected(&rejection)
+            Err((rejection, by_verifier)) => {
+                let outcome = rejection.outcome();
+                // Rejection texts name the failed check; they never hold a
+                // token or proof, but may quote decoded claims: debug only.
+                tracing::debug!(reason = outcome.as_str(), detail = %rejection, "refusal detail");
+                let ids = match head.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+                    Some(a) if by_verifier && TokenIds::authentic_after(outcome) => TokenIds::of_checked_token(a),
+                    _ => TokenIds::default(),
+                };
+                let decision = Decision {
+                    outcome,
+                    sub: ids.sub,
+                    trace: ids.trace,
+                    action: ids.action,
+                    template: ids.template,
+                    client,
+                };
+                (self.rejected(&rejection), Some(decision))
             }
         }
     }
 
     /// The verifier's checks, with the client certificate from a trusted
-    /// proxy's header (never from anyone else's).
+    /// proxy's header (never from anyone else's). A refusal says whether the
+    /// verifier made it (`true`) or the header checks before it (`false`,
+    /// counted here in the verifier's metrics so every decision counts once).
     async fn verify(
         &self,
         method: &Method,
         url: &str,
         peer: IpAddr,
         headers: &HeaderMap,
-    ) -> Result<VerifiedCapability, Rejection> {
-        let cert: Option<ClientCert> = self.certs.client_certificate(peer, headers, None)?;
+    ) -> Result<VerifiedCapability, (Rejection, bool)> {
+        let started = Instant::now();
+        let here = |r: Rejection| {
+            if let Some(m) = self.verifier.metrics() {
+                m.record_decision(r.outcome(), started.elapsed());
+            }
+            (r, false)
+        };
+        let cert: Option<ClientCert> =
+            self.certs.client_certificate(peer, headers, None).map_err(|e| here(e.into()))?;
         let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
             [] => None,
-            [one] => Some(one.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?),
-            _ => return Err(TokenError::Binding("more than one Authorization header").into()),
+            [one] => {
+                Some(one.to_str().map_err(|_| here(TokenError::Binding("Authorization header is not ASCII").into()))?)
+            }
+            _ => return Err(here(TokenError::Binding("more than one Authorization header").into())),
         };
         let dpop = headers
             .get_all("dpop")
             .iter()
             .map(|v| v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact))))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(here)?;
         let req = PresentedRequest { method: method.as_str(), url, authorization, dpop: &dpop, peer_certificate: None };
-        self.verifier.verify_with_client_cert(&req, cert.as_ref()).await
+        self.verifier.verify_with_client_cert(&req, cert.as_ref()).await.map_err(|r| (r, true))
     }
 
     fn accepted(&self, cap: &VerifiedCapability) -> Response<()> {
@@ -246,6 +377,36 @@ fn original_from_headers(
     Ok((method, uri.to_owned()))
 }
 
+/// The end client behind a trusted proxy: the right-most `X-Forwarded-For`
+/// entry that is not itself a trusted proxy (entries further left were
+/// written by the client or untrusted hops and prove nothing). `None` when
+/// there is no such header or that entry is not an IP address.
+fn forwarded_client(external: &ExternalUrl, headers: &HeaderMap) -> Option<IpAddr> {
+    let mut entries = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        entries.extend(v.to_str().ok()?.split(',').map(str::trim));
+    }
+    let mut last = None;
+    for entry in entries.iter().rev() {
+        let ip = node_ip(entry)?;
+        last = Some(ip);
+        if !external.is_trusted(Some(ip)) {
+            return Some(ip);
+        }
+    }
+    // Every hop is a trusted proxy: the left-most is the closest to the client.
+    last
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`.
+fn node_ip(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    node.parse().ok().or_else(|| node.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+}
+
 fn put(h: &mut HeaderMap, name: &'static str, value: &str) {
     let encoded = utf8_percent_encode(value, HEADER_UNSAFE).to_string();
     if let Ok(v) = HeaderValue::from_str(&encoded) {
@@ -259,4 +420,64 @@ fn refusal(status: StatusCode, reason: &'static str) -> Response<()> {
     res.headers_mut().insert(REASON, HeaderValue::from_static(reason));
     res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekey_verifier::ExternalUrlSettings;
+
+    fn ext() -> ExternalUrl {
+        ExternalUrl::new(&ExternalUrlSettings {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "127.0.0.1/32".into()],
+            public_base_url: None,
+        })
+        .unwrap()
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn client_is_the_rightmost_untrusted_hop() {
+        let e = ext();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_client(&e, &xff(&["192.0.2.7"])), ip("192.0.2.7"));
+        // A client cannot pick its address by prepending entries.
+        assert_eq!(forwarded_client(&e, &xff(&["198.51.100.1, 192.0.2.7, 10.0.0.5"])), ip("192.0.2.7"));
+        assert_eq!(forwarded_client(&e, &xff(&["198.51.100.1", "192.0.2.7:5555"])), ip("192.0.2.7"));
+        assert_eq!(forwarded_client(&e, &xff(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
+        assert_eq!(forwarded_client(&e, &xff(&["10.0.0.9, 127.0.0.1"])), ip("10.0.0.9"));
+        assert_eq!(forwarded_client(&e, &xff(&["unknown"])), None);
+        assert_eq!(forwarded_client(&e, &HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn token_ids_only_after_the_signature_was_checked() {
+        assert!(TokenIds::authentic_after(Outcome::ReplayBlocked));
+        assert!(!TokenIds::authentic_after(Outcome::InvalidToken));
+        assert!(!TokenIds::authentic_after(Outcome::StoreUnavailable));
+        assert!(!TokenIds::authentic_after(Outcome::MissingCredentials));
+        let payload = ekey_verifier::b64_encode(
+            serde_json::json!({"sub": "s", "jti": "t", "cap": {"action": "GET:/a", "limit": 1}, "tpl": "x"})
+                .to_string(),
+        );
+        let ids = TokenIds::of_checked_token(&format!("DPoP e30.{payload}.c2ln"));
+        assert_eq!(
+            ids,
+            TokenIds {
+                sub: Some("s".into()),
+                trace: Some("t".into()),
+                action: Some("GET:/a".into()),
+                template: Some("x".into())
+            }
+        );
+        assert_eq!(TokenIds::of_checked_token("DPoP not-a-jws"), TokenIds::default());
+        assert_eq!(TokenIds::of_checked_token("nospace"), TokenIds::default());
+    }
 }

@@ -12,10 +12,12 @@ use std::path::PathBuf;
     after_help = "\
 Endpoints: /nginx (auth_request), /forward-auth (Traefik forwardAuth, Caddy forward_auth),
 {envoy_prefix}/... (Envoy ext_authz, default /envoy), /healthz.
+Admin listener (server.admin_listen, default 127.0.0.1:9091): /healthz, /readyz, /metrics.
 
-Environment overrides: EKEY_GATEWAY_LISTEN, EKEY_GATEWAY_TRUSTED_PROXIES, EKEY_GATEWAY_PUBLIC_BASE_URL,
-EKEY_GATEWAY_ISSUER, EKEY_GATEWAY_AUDIENCES, EKEY_GATEWAY_JWKS_URL, EKEY_GATEWAY_NONCE_SECRET_FILE,
-EKEY_GATEWAY_LOG_LEVEL, EKEY_GATEWAY_LOG_FORMAT.
+Environment overrides: EKEY_GATEWAY_LISTEN, EKEY_GATEWAY_ADMIN_LISTEN, EKEY_GATEWAY_TRUSTED_PROXIES,
+EKEY_GATEWAY_PUBLIC_BASE_URL, EKEY_GATEWAY_ISSUER, EKEY_GATEWAY_AUDIENCES, EKEY_GATEWAY_JWKS_URL,
+EKEY_GATEWAY_NONCE_SECRET_FILE, EKEY_GATEWAY_LOG_LEVEL, EKEY_GATEWAY_LOG_FORMAT, EKEY_GATEWAY_AUDIT_SINK,
+EKEY_GATEWAY_AUDIT_PATH; OTEL_* for OTLP export ([telemetry]); RUST_LOG replaces log.level.
 
 Exit status: 0 success; 1 runtime failure (e.g. a port in use); 2 bad configuration.
 
@@ -32,7 +34,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the authz endpoints (prints `listening on ADDR` once bound).
+    /// Serve the authz endpoints (prints `listening on ADDR`, then
+    /// `admin listening on ADDR`, once bound).
     Serve(ConfigArgs),
     /// Load and check a configuration file and the files it names; serve nothing.
     CheckConfig(ConfigArgs),

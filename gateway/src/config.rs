@@ -22,6 +22,7 @@
 //! assert_eq!(err.to_string(), "verifier.audiences: name at least one audience");
 //! ```
 
+use ekey_telemetry::{AuditConfig, AuditSinkKind, TelemetryConfig, TelemetryError};
 use ekey_verifier::mtls::{CertHeaderFormat, ClientCertSource, TrustedProxies};
 use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RedisStoreSettings, RevocationFeedSettings};
 use serde::Deserialize;
@@ -67,12 +68,17 @@ struct Raw {
     store: RawStore,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    telemetry: TelemetryConfig,
+    #[serde(default)]
+    audit: AuditConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    admin_listen: Option<String>,
     listener_scheme: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     public_base_url: Option<String>,
@@ -123,6 +129,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[telemetry]`: OTLP export of metrics and traces (see `ekey_telemetry::TelemetryConfig`).
+    pub telemetry: TelemetryConfig,
+    /// `[audit]`: where the `token.verify` audit events go. Defaults to standard output.
+    pub audit: AuditConfig,
 }
 
 /// `[server]`: where to listen and whom to believe.
@@ -130,6 +140,10 @@ pub struct Config {
 pub struct ServerConfig {
     /// Listen address. Defaults to `127.0.0.1:9191`; port 0 picks one.
     pub listen: SocketAddr,
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics`. Plain HTTP without
+    /// credentials: keep it on loopback or a private network. Defaults to
+    /// `127.0.0.1:9091`; port 0 picks one; must differ from `listen`.
+    pub admin_listen: SocketAddr,
     /// Scheme of external URLs rebuilt from the connection (no proxy header,
     /// no base URL). Defaults to `http`.
     pub listener_scheme: &'static str,
@@ -221,6 +235,7 @@ pub struct LogConfig {
 /// The environment variables that override file settings, and the field each sets.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("EKEY_GATEWAY_LISTEN", "server.listen"),
+    ("EKEY_GATEWAY_ADMIN_LISTEN", "server.admin_listen"),
     ("EKEY_GATEWAY_TRUSTED_PROXIES", "server.trusted_proxies (comma-separated)"),
     ("EKEY_GATEWAY_PUBLIC_BASE_URL", "server.public_base_url"),
     ("EKEY_GATEWAY_ISSUER", "verifier.issuer"),
@@ -229,6 +244,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("EKEY_GATEWAY_NONCE_SECRET_FILE", "verifier.nonce_secret_file"),
     ("EKEY_GATEWAY_LOG_LEVEL", "log.level"),
     ("EKEY_GATEWAY_LOG_FORMAT", "log.format"),
+    ("EKEY_GATEWAY_AUDIT_SINK", "audit.sink (stdout, file, off)"),
+    ("EKEY_GATEWAY_AUDIT_PATH", "audit.path"),
 ];
 
 impl Config {
@@ -247,7 +264,7 @@ impl Config {
     /// Parses a TOML string; `env` looks variables up (injected for tests).
     pub fn from_toml_with_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        apply_env(&mut raw, &env);
+        apply_env(&mut raw, &env)?;
         validate(raw)
     }
 
@@ -267,12 +284,13 @@ fn list(v: &str) -> Vec<String> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) {
+fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
     let v = raw.verifier.get_or_insert_with(RawVerifier::default);
     for (name, _) in ENV_OVERRIDES {
         let Some(value) = env(name) else { continue };
         match *name {
             "EKEY_GATEWAY_LISTEN" => raw.server.listen = Some(value),
+            "EKEY_GATEWAY_ADMIN_LISTEN" => raw.server.admin_listen = Some(value),
             "EKEY_GATEWAY_TRUSTED_PROXIES" => raw.server.trusted_proxies = Some(list(&value)),
             "EKEY_GATEWAY_PUBLIC_BASE_URL" => raw.server.public_base_url = Some(value),
             "EKEY_GATEWAY_ISSUER" => v.issuer = Some(value),
@@ -287,8 +305,25 @@ fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) {
             }
             "EKEY_GATEWAY_LOG_LEVEL" => raw.log.level = Some(value),
             "EKEY_GATEWAY_LOG_FORMAT" => raw.log.format = Some(value),
+            "EKEY_GATEWAY_AUDIT_SINK" => {
+                raw.audit.sink = AuditSinkKind::try_from(value)
+                    .map_err(|e| invalid("EKEY_GATEWAY_AUDIT_SINK", e.trim_start_matches("audit.sink: ")))?;
+                if raw.audit.sink != AuditSinkKind::File {
+                    raw.audit.path = None;
+                }
+            }
+            "EKEY_GATEWAY_AUDIT_PATH" => raw.audit.path = Some(value.into()),
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// A telemetry or audit error as a config error naming the same field.
+fn from_telemetry(e: TelemetryError) -> ConfigError {
+    match e {
+        TelemetryError::Config { field, problem } => ConfigError::Invalid { field, problem },
+        other => ConfigError::Invalid { field: "telemetry".into(), problem: other.to_string() },
     }
 }
 
@@ -327,7 +362,14 @@ fn client_cert_source(server: &ServerConfig) -> Result<ClientCertSource, ConfigE
 fn validate(raw: Raw) -> Result<Config, ConfigError> {
     let s = raw.server;
     let listen = s.listen.as_deref().unwrap_or("127.0.0.1:9191");
-    let listen = listen.parse().map_err(|_| invalid("server.listen", format!("{listen:?} is not an address:port")))?;
+    let listen: SocketAddr =
+        listen.parse().map_err(|_| invalid("server.listen", format!("{listen:?} is not an address:port")))?;
+    let admin = s.admin_listen.as_deref().unwrap_or("127.0.0.1:9091");
+    let admin_listen: SocketAddr =
+        admin.parse().map_err(|_| invalid("server.admin_listen", format!("{admin:?} is not an address:port")))?;
+    if admin_listen == listen && listen.port() != 0 {
+        return Err(invalid("server.admin_listen", format!("{admin_listen} is also server.listen; use another port")));
+    }
     let listener_scheme = match s.listener_scheme.as_deref().unwrap_or("http") {
         "http" => "http",
         "https" => "https",
@@ -364,6 +406,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     };
     let server = ServerConfig {
         listen,
+        admin_listen,
         listener_scheme,
         trusted_proxies: s.trusted_proxies.unwrap_or_default(),
         public_base_url: s.public_base_url,
@@ -464,7 +507,9 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
             other => return Err(invalid("log.format", format!("{other:?} is not human or json"))),
         },
     };
-    Ok(Config { server, verifier, store, log })
+    raw.telemetry.validate().map_err(from_telemetry)?;
+    raw.audit.validate().map_err(from_telemetry)?;
+    Ok(Config { server, verifier, store, log, telemetry: raw.telemetry, audit: raw.audit })
 }
 
 #[cfg(test)]
@@ -482,6 +527,8 @@ mod tests {
     fn defaults() {
         let c = Config::from_toml_str(MIN).unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:9191");
+        assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9091");
+        assert_eq!((c.telemetry.clone(), c.audit.clone()), (TelemetryConfig::default(), AuditConfig::default()));
         assert_eq!(c.server.listener_scheme, "http");
         assert!(c.server.trusted_proxies.is_empty());
         assert_eq!(c.server.envoy_prefix, "/envoy");
@@ -509,6 +556,15 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(err(""), "verifier.issuer: required");
         assert!(err("[server]\nlisten = \"nowhere\"\n").starts_with("server.listen:"));
+        assert!(err(&format!("{MIN}[server]\nadmin_listen = \"x\"\n")).starts_with("server.admin_listen:"));
+        assert!(err(&format!("{MIN}[server]\nlisten = \"127.0.0.1:9091\"\n")).starts_with("server.admin_listen:"));
+        assert!(err(&format!("{MIN}[audit]\nsink = \"file\"\n")).starts_with("audit.path:"));
+        assert!(err(&format!("{MIN}[audit]\nsink = \"syslog\"\n")).contains("audit.sink"));
+        assert!(err(&format!("{MIN}[telemetry]\notlp = \"maybe\"\n")).contains("telemetry.otlp"));
+        assert!(
+            err(&format!("{MIN}[telemetry]\nmetrics_interval_ms = 1\n")).starts_with("telemetry.metrics_interval_ms:")
+        );
+        assert!(err(&format!("{MIN}[telemetry]\nbogus = 1\n")).starts_with("config file is not valid"));
         assert!(err(&format!("{MIN}[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"))
             .starts_with("server.trusted_proxies:"));
         assert!(err(&format!("{MIN}[server]\npublic_base_url = \"ftp://x\"\n")).starts_with("server.public_base_url:"));
@@ -531,12 +587,27 @@ mod tests {
     fn env_overrides() {
         let env = |k: &str| match k {
             "EKEY_GATEWAY_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "EKEY_GATEWAY_ADMIN_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "EKEY_GATEWAY_AUDIT_SINK" => Some("file".to_owned()),
+            "EKEY_GATEWAY_AUDIT_PATH" => Some("audit.jsonl".to_owned()),
             "EKEY_GATEWAY_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".to_owned()),
             "EKEY_GATEWAY_JWKS_URL" => Some("http://127.0.0.1:8080/.well-known/jwks.json".to_owned()),
             _ => None,
         };
         let c = Config::from_toml_with_env(MIN, env).unwrap();
-        assert_eq!(c.server.listen.port(), 0);
+        assert_eq!((c.server.listen.port(), c.server.admin_listen.port()), (0, 0));
+        assert_eq!(c.audit, AuditConfig { sink: AuditSinkKind::File, path: Some("audit.jsonl".into()) });
+        let off = |k: &str| (k == "EKEY_GATEWAY_AUDIT_SINK").then(|| "off".to_owned());
+        let with_file = format!("{MIN}[audit]\nsink = \"file\"\npath = \"a.jsonl\"\n");
+        assert_eq!(
+            Config::from_toml_with_env(&with_file, off).unwrap().audit,
+            AuditConfig { sink: AuditSinkKind::Off, path: None }
+        );
+        let bad_sink = |k: &str| (k == "EKEY_GATEWAY_AUDIT_SINK").then(|| "syslog".to_owned());
+        assert!(Config::from_toml_with_env(MIN, bad_sink)
+            .unwrap_err()
+            .to_string()
+            .starts_with("EKEY_GATEWAY_AUDIT_SINK:"));
         assert_eq!(c.server.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
         assert_eq!(c.verifier.keys, KeysConfig::Url("http://127.0.0.1:8080/.well-known/jwks.json".into()));
         let bad = |k: &str| (k == "EKEY_GATEWAY_ISSUER").then(|| "not a url".to_owned());

@@ -1,10 +1,14 @@
-//! `ekey-gateway`: wiring only — config → tracing → verifier → bind → serve →
-//! drain. A config error goes to standard error with exit status 2.
+//! `ekey-gateway`: wiring only — config → logging → telemetry → verifier →
+//! bind → serve → drain → telemetry flush. A config error goes to standard
+//! error with exit status 2.
 
 use clap::Parser;
 use ekey_gateway::cli::{Cli, Command};
 use ekey_gateway::config::{KeysConfig, StoreConfig};
+use ekey_gateway::observe::SERVICE_NAME;
 use ekey_gateway::{build, Bound, Config, StartError};
+use ekey_telemetry::logging::{self, LogFormat};
+use ekey_telemetry::{AuditConfig, AuditSinkKind, OtlpMode, Telemetry, TelemetryConfig, TelemetryError};
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,23 +42,46 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str, json: bool) -> Result<(), Failure> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| (EXIT_CONFIG, format!("log.level: {level:?} is not a filter: {e}")))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let done = if json { builder.json().try_init() } else { builder.try_init() };
-    done.map_err(|e| (EXIT_RUNTIME, format!("cannot start logging: {e}")))
+fn init_logging(level: &str, json: bool) -> Result<(), Failure> {
+    let format = if json { LogFormat::Json } else { LogFormat::Text };
+    logging::init(format, level).map_err(|e| match e {
+        TelemetryError::Config { field, problem } if field == "log filter" => {
+            (EXIT_CONFIG, format!("log.level: {level:?} is not a filter: {problem}"))
+        }
+        TelemetryError::Config { field, problem } => (EXIT_CONFIG, format!("{field}: {problem}")),
+        other => (EXIT_RUNTIME, format!("cannot start logging: {other}")),
+    })
+}
+
+fn telemetry_failure(e: TelemetryError) -> Failure {
+    match e {
+        e @ (TelemetryError::Config { .. } | TelemetryError::AuditFile { .. }) => (EXIT_CONFIG, e.to_string()),
+        other => (EXIT_RUNTIME, other.to_string()),
+    }
 }
 
 async fn serve(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    init_tracing(&config.log.level, config.log.json)?;
-    let authz = Arc::new(build(&config).await.map_err(failure)?);
-    let bound = Bound::bind(&config).await.map_err(failure)?;
+    init_logging(&config.log.level, config.log.json)?;
+    let telemetry = Telemetry::start(SERVICE_NAME, env!("CARGO_PKG_VERSION"), &config.telemetry, &config.audit)
+        .map_err(telemetry_failure)?;
+    let result = run(&config, &telemetry).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(config: &Config, telemetry: &Telemetry) -> Result<(), Failure> {
+    let service = Arc::new(build(config, telemetry).await.map_err(failure)?);
+    let bound = Bound::bind(config).await.map_err(failure)?;
     println!("listening on {}", bound.local_addr());
+    println!("admin listening on {}", bound.admin_addr());
     let _ = std::io::stdout().flush();
-    tracing::info!(addr = %bound.local_addr(), "ekey-gateway serving");
-    bound.serve(authz, shutdown_signal(), DRAIN).await;
+    let (otlp_metrics, otlp_traces) = telemetry.otlp_endpoints();
+    tracing::info!(
+        addr = %bound.local_addr(), admin = %bound.admin_addr(), otlp_metrics, otlp_traces,
+        audit = ?config.audit.sink, "ekey-gateway serving"
+    );
+    bound.serve(service, shutdown_signal(), DRAIN).await;
     Ok(())
 }
 
@@ -64,7 +91,18 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     let mut offline = config.clone();
     offline.store = StoreConfig::Memory { max_traces: 1, max_proofs: 1 };
-    build(&offline).await.map_err(failure)?;
+    // Nothing exported, no audit file created: only checked.
+    let quiet = TelemetryConfig { otlp: OtlpMode::Off, ..config.telemetry.clone() };
+    let telemetry = Telemetry::start(
+        SERVICE_NAME,
+        env!("CARGO_PKG_VERSION"),
+        &quiet,
+        &AuditConfig { sink: AuditSinkKind::Off, path: None },
+    )
+    .map_err(telemetry_failure)?;
+    let built = build(&offline, &telemetry).await.map_err(failure);
+    telemetry.shutdown().await;
+    built?;
     let keys = match &config.verifier.keys {
         KeysConfig::Url(u) => format!("JWKS from {u}"),
         KeysConfig::File(f) => format!("JWKS file {}", f.display()),
@@ -76,14 +114,21 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
             None => format!("Redis Cluster store ({} seed node(s))", r.cluster.len()),
         },
     };
+    let audit = match (config.audit.sink, &config.audit.path) {
+        (AuditSinkKind::File, Some(p)) => format!("audit to {}", p.display()),
+        (AuditSinkKind::Off, _) => "audit off".to_owned(),
+        _ => "audit to stdout".to_owned(),
+    };
     println!(
-        "config OK: listen {}, issuer {}, {} audience(s), {keys}, {} trusted proxy entr(ies), {store}, nonces {}",
+        "config OK: listen {}, admin {}, issuer {}, {} audience(s), {keys}, {} trusted proxy entr(ies), {store}, nonces {}",
         config.server.listen,
+        config.server.admin_listen,
         config.verifier.issuer,
         config.verifier.audiences.len(),
         config.server.trusted_proxies.len(),
         if config.verifier.nonce.is_some() { "on" } else { "off" }
     );
+    println!("{audit}");
     if config.server.trusted_proxies.is_empty() {
         println!("warning: no trusted_proxies: /nginx and /forward-auth will refuse every request");
     }

@@ -43,6 +43,7 @@ async fn serve_answers_and_stops_on_sigterm() {
         .args(["serve", "--config"])
         .arg(&conf)
         .env("EKEY_GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("EKEY_GATEWAY_ADMIN_LISTEN", "127.0.0.1:0")
         .env("EKEY_GATEWAY_TRUSTED_PROXIES", "127.0.0.1/32")
         .env("EKEY_GATEWAY_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())

@@ -6,7 +6,9 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use ekey_gateway::observe::SERVICE_NAME;
 use ekey_gateway::{build, Bound, Config};
+use ekey_telemetry::Telemetry;
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::{b64_encode, Algorithm, Audience, Capability, Claims, Confirmation, Jwks, KeyPair};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -79,9 +81,12 @@ fn openssl_rand(buf: &mut [u8]) -> Result<(), Error> {
     openssl::rand::rand_bytes(buf).map_err(|e| e.to_string())
 }
 
-/// The gateway, in this process, on a fresh loopback port.
+/// The gateway, in this process, on a fresh loopback port (and a fresh
+/// admin port).
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub telemetry: Telemetry,
     pub dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -102,11 +107,27 @@ pub struct GatewayOptions<'a> {
     pub redis_url: Option<String>,
     /// `client_cert_header` and `client_cert_format`.
     pub client_cert: Option<(&'a str, &'a str)>,
+    /// The body of `[telemetry]`. Defaults to `otlp = "off"`.
+    pub telemetry: String,
+    /// The body of `[audit]`. Defaults to `sink = "off"`.
+    pub audit: String,
+    /// `verifier.jwks_url` instead of a JWKS file.
+    pub jwks_url: Option<String>,
 }
 
 impl<'a> GatewayOptions<'a> {
     pub fn new(audience: &'a str, trusted_proxies: &'a [&'a str]) -> Self {
-        Self { audience, trusted_proxies, nonces: false, public_base_url: None, redis_url: None, client_cert: None }
+        Self {
+            audience,
+            trusted_proxies,
+            nonces: false,
+            public_base_url: None,
+            redis_url: None,
+            client_cert: None,
+            telemetry: "otlp = \"off\"\n".into(),
+            audit: "sink = \"off\"\n".into(),
+            jwks_url: None,
+        }
     }
 }
 
@@ -116,18 +137,21 @@ impl Gateway {
         let jwks = dir.path().join("jwks.json");
         std::fs::write(&jwks, issuer.jwks_json()?).map_err(|e| e.to_string())?;
         let proxies: Vec<String> = opts.trusted_proxies.iter().map(|p| format!("{p:?}")).collect();
-        let mut toml = format!("[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [{}]\n", proxies.join(", "));
+        let mut toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntrusted_proxies = [{}]\n",
+            proxies.join(", ")
+        );
         if let Some(b) = opts.public_base_url {
             toml.push_str(&format!("public_base_url = {b:?}\n"));
         }
         if let Some((header, format)) = opts.client_cert {
             toml.push_str(&format!("client_cert_header = {header:?}\nclient_cert_format = {format:?}\n"));
         }
-        toml.push_str(&format!(
-            "[verifier]\nissuer = {ISSUER:?}\naudiences = [{:?}]\njwks_file = {:?}\n",
-            opts.audience,
-            jwks.display().to_string()
-        ));
+        toml.push_str(&format!("[verifier]\nissuer = {ISSUER:?}\naudiences = [{:?}]\n", opts.audience));
+        match &opts.jwks_url {
+            Some(url) => toml.push_str(&format!("jwks_url = {url:?}\n")),
+            None => toml.push_str(&format!("jwks_file = {:?}\n", jwks.display().to_string())),
+        }
         if opts.nonces {
             let secret = dir.path().join("nonce.secret");
             std::fs::write(&secret, format!("{NONCE_SECRET}\n")).map_err(|e| e.to_string())?;
@@ -137,12 +161,15 @@ impl Gateway {
             toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n"));
         }
         toml.push_str("[log]\nlevel = \"warn\"\n");
+        toml.push_str(&format!("[telemetry]\n{}[audit]\n{}", opts.telemetry, opts.audit));
         let config = Config::from_toml_str(&toml).map_err(|e| e.to_string())?;
-        let authz = Arc::new(build(&config).await.map_err(|e| e.to_string())?);
+        let telemetry =
+            Telemetry::start(SERVICE_NAME, "test", &config.telemetry, &config.audit).map_err(|e| e.to_string())?;
+        let service = Arc::new(build(&config, &telemetry).await.map_err(|e| e.to_string())?);
         let bound = Bound::bind(&config).await.map_err(|e| e.to_string())?;
-        let addr = bound.local_addr();
-        let task = tokio::spawn(bound.serve(authz, std::future::pending(), Duration::from_secs(1)));
-        Ok(Self { addr, dir, task })
+        let (addr, admin) = (bound.local_addr(), bound.admin_addr());
+        let task = tokio::spawn(bound.serve(service, std::future::pending(), Duration::from_secs(1)));
+        Ok(Self { addr, admin, telemetry, dir, task })
     }
 }
 

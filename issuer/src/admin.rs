@@ -1,20 +1,31 @@
-//! The admin listener: liveness and readiness, apart from the public one so
-//! that probes never compete with token traffic and are never exposed; and
-//! the revocation API (`POST /admin/revocations`) when configured.
+//! The admin listener: liveness, readiness and Prometheus metrics, apart
+//! from the public one so that probes and scrapes never compete with token
+//! traffic and are never exposed; and the revocation API
+//! (`POST /admin/revocations`) when configured. Its requests are observed
+//! like the public listener's (request id, duration, server span).
 
-use crate::http::{text_response, Body, ConnectionInfo, Handler};
+use crate::http::{finish_observation, text_response, Body, ConnectionInfo, Handler, Observer, OTHER_ROUTE};
 use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
+use ekey_telemetry::{Telemetry, PROMETHEUS_CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// The path of the revocation API.
 pub(crate) const REVOCATIONS_PATH: &str = "/admin/revocations";
+/// Liveness.
+pub(crate) const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness.
+pub(crate) const READYZ_PATH: &str = "/readyz";
+/// Prometheus text.
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
-/// `/healthz`, `/readyz` and `/admin/revocations`.
+/// `/healthz`, `/readyz`, `/metrics` and `/admin/revocations`.
 #[derive(Debug)]
 pub(crate) struct AdminApp {
     pub signer: Arc<dyn Signer>,
@@ -24,17 +35,37 @@ pub(crate) struct AdminApp {
     pub probe_timeout: Duration,
     /// The revocation API; `None` when `[revocation]` is not configured.
     pub revocations: Option<Arc<AdminRevocations>>,
+    /// The metrics of `/metrics`.
+    pub telemetry: Telemetry,
+    pub observer: Observer,
 }
 
 impl Handler for AdminApp {
     async fn handle(&self, req: Request<Incoming>, _conn: &ConnectionInfo) -> Response<Body> {
-        if req.uri().path() == REVOCATIONS_PATH {
-            return match &self.revocations {
-                Some(api) => api.handle(req).await,
-                None => text_response(StatusCode::NOT_FOUND, "revocation API not configured ([revocation])\n"),
-            };
+        let (obs, span) = self.observer.start(req.method(), route_label(req.uri().path()), req.headers());
+        let res = async {
+            if req.uri().path() == REVOCATIONS_PATH {
+                return match &self.revocations {
+                    Some(api) => api.handle(req).await,
+                    None => text_response(StatusCode::NOT_FOUND, "revocation API not configured ([revocation])\n"),
+                };
+            }
+            self.route(req.method(), req.uri().path()).await
         }
-        self.route(req.method(), req.uri().path()).await
+        .instrument(span.clone())
+        .await;
+        finish_observation(obs, &span, res)
+    }
+}
+
+/// The `http.route` of a path on this listener.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        HEALTHZ_PATH => HEALTHZ_PATH,
+        READYZ_PATH => READYZ_PATH,
+        METRICS_PATH => METRICS_PATH,
+        REVOCATIONS_PATH => REVOCATIONS_PATH,
+        _ => OTHER_ROUTE,
     }
 }
 
@@ -46,12 +77,26 @@ impl AdminApp {
         match path {
             // Alive: the process answers. Nothing else is checked, so a
             // signer outage never gets the process restarted.
-            "/healthz" => text_response(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.readiness().await {
+            HEALTHZ_PATH => text_response(StatusCode::OK, "ok\n"),
+            // The config was loaded and checked before the listener was
+            // bound, so a process that answers has it; what can change is
+            // the signer and shutdown.
+            READYZ_PATH => match self.readiness().await {
                 Ok(()) => text_response(StatusCode::OK, "ready: config loaded, signer ok\n"),
                 Err(why) => {
                     tracing::warn!(reason = %why, "not ready");
                     text_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+                }
+            },
+            METRICS_PATH => match self.telemetry.prometheus_text() {
+                Ok(text) => {
+                    let mut res = text_response(StatusCode::OK, text);
+                    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE));
+                    res
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot render /metrics");
+                    text_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n")
                 }
             },
             _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
@@ -97,16 +142,45 @@ mod tests {
         String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
 
+    fn admin_app(signer: Arc<dyn Signer>, draining: Arc<AtomicBool>) -> AdminApp {
+        let telemetry = Telemetry::start(
+            "test",
+            "0",
+            &ekey_telemetry::TelemetryConfig { otlp: ekey_telemetry::OtlpMode::Off, ..Default::default() },
+            &ekey_telemetry::AuditConfig { sink: ekey_telemetry::AuditSinkKind::Off, path: None },
+        )
+        .unwrap();
+        AdminApp {
+            signer,
+            draining,
+            probe_timeout: Duration::from_secs(1),
+            revocations: None,
+            observer: Observer::new(&telemetry),
+            telemetry,
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let local = Arc::new(LocalSigner::generate(Algorithm::ES256).unwrap());
+        let app = admin_app(local, Arc::new(AtomicBool::new(false)));
+        let (obs, span) = app.observer.start(&Method::GET, READYZ_PATH, &http::HeaderMap::new());
+        finish_observation(obs, &span, text_response(StatusCode::OK, ""));
+        let res = app.route(&Method::GET, METRICS_PATH).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[CONTENT_TYPE], PROMETHEUS_CONTENT_TYPE);
+        let body = text(res).await;
+        assert!(body.contains("http_server_request_duration_seconds_bucket{"), "{body}");
+        assert!(body.contains("http_route=\"/readyz\""), "{body}");
+        assert_eq!(route_label("/metrics?x"), OTHER_ROUTE);
+        assert_eq!(route_label(REVOCATIONS_PATH), REVOCATIONS_PATH);
+    }
+
     #[tokio::test]
     async fn ready_until_draining_or_signer_down() {
         let local = Arc::new(LocalSigner::generate(Algorithm::ES256).unwrap());
         let draining = Arc::new(AtomicBool::new(false));
-        let app = AdminApp {
-            signer: local.clone(),
-            draining: draining.clone(),
-            probe_timeout: Duration::from_secs(1),
-            revocations: None,
-        };
+        let app = admin_app(local.clone(), draining.clone());
         assert_eq!(app.route(&Method::GET, "/healthz").await.status(), 200);
         assert_eq!(app.route(&Method::GET, "/readyz").await.status(), 200);
         draining.store(true, Ordering::SeqCst);
@@ -115,15 +189,10 @@ mod tests {
         assert_eq!(text(res).await, "not ready: shutting down\n");
         assert_eq!(app.route(&Method::GET, "/healthz").await.status(), 200);
 
-        let down = AdminApp {
-            signer: Arc::new(Down(local.public_jwk().clone())),
-            draining: Arc::new(AtomicBool::new(false)),
-            probe_timeout: Duration::from_secs(1),
-            revocations: None,
-        };
+        let down = admin_app(Arc::new(Down(local.public_jwk().clone())), Arc::new(AtomicBool::new(false)));
         let res = down.route(&Method::GET, "/readyz").await;
         assert_eq!(res.status(), 503);
-        assert!(text(res).await.contains("signer unavailable: throttled"));
+        assert_eq!(text(res).await, "not ready: signer: signer unavailable: throttled\n");
         assert_eq!(down.route(&Method::POST, "/readyz").await.status(), 405);
         assert_eq!(down.route(&Method::GET, "/nope").await.status(), 404);
     }

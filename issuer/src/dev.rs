@@ -45,11 +45,19 @@ pub struct DevOptions {
     /// directory under the system temp directory, removed at shutdown).
     /// Defaults to true.
     pub write_key_file: bool,
+    /// Where audit events go. Defaults to standard output.
+    pub audit: ekey_telemetry::AuditConfig,
 }
 
 impl Default for DevOptions {
     fn default() -> Self {
-        Self { port: 8080, admin_port: 8081, audience: DEV_AUDIENCE.into(), write_key_file: true }
+        Self {
+            port: 8080,
+            admin_port: 8081,
+            audience: DEV_AUDIENCE.into(),
+            write_key_file: true,
+            audit: ekey_telemetry::AuditConfig::default(),
+        }
     }
 }
 
@@ -138,6 +146,7 @@ impl DevIssuer {
             jwks: Some(vec![jwt_key.public_jwk().to_json()]),
             ..RawClient::default()
         });
+        raw.audit = opts.audit.clone();
         let config = Config::from_raw(raw, Path::new("."))?;
 
         let key_dir = if opts.write_key_file { Some(KeyDir::write(&jwt_key)?) } else { None };

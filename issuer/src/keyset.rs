@@ -212,6 +212,17 @@ pub fn check_schedule(k: &SigningKeyConfig, jwks_max_age: u32, now: i64) -> Resu
 /// then reads every key (KMS `GetPublicKey` for KMS keys). Returns the set
 /// and the schedule's warnings.
 pub async fn load(k: &SigningKeyConfig, jwks_max_age: u32, now: i64) -> Result<(KeySet, Vec<String>), ConfigError> {
+    load_metered(k, jwks_max_age, now, None).await
+}
+
+/// [`load`], with a KMS signer measured on `meter` (see
+/// [`KmsSigner::with_metrics`]).
+pub(crate) async fn load_metered(
+    k: &SigningKeyConfig,
+    jwks_max_age: u32,
+    now: i64,
+    meter: Option<&opentelemetry::metrics::Meter>,
+) -> Result<(KeySet, Vec<String>), ConfigError> {
     let warnings = check_schedule(k, jwks_max_age, now)?;
     let uses_kms = std::iter::once(&k.source)
         .chain(k.next.iter().chain(&k.previous).map(|e| &e.source))
@@ -224,7 +235,7 @@ pub async fn load(k: &SigningKeyConfig, jwks_max_age: u32, now: i64) -> Result<(
         ),
         false => None,
     };
-    let (active, origin) = active_signer(&k.source, kms.as_ref()).await?;
+    let (active, origin) = active_signer(&k.source, kms.as_ref(), meter).await?;
     let mut set = KeySet::new(active).describe_active(k.published_at, origin);
     for (list, name, role) in [(&k.next, "next", KeyRole::Next), (&k.previous, "previous", KeyRole::Previous)] {
         for (i, e) in list.iter().enumerate() {
@@ -241,6 +252,7 @@ pub async fn load(k: &SigningKeyConfig, jwks_max_age: u32, now: i64) -> Result<(
 async fn active_signer(
     source: &SigningKeySource,
     kms: Option<&KmsClient>,
+    meter: Option<&opentelemetry::metrics::Meter>,
 ) -> Result<(Arc<dyn Signer>, String), ConfigError> {
     match source {
         SigningKeySource::Kms { key_id, algorithm } => {
@@ -249,6 +261,10 @@ async fn active_signer(
                 .await
                 .map_err(|e| ConfigError::invalid("signing_key.kms_key_id", e.to_string()))?;
             let origin = format!("kms {}", signer.key_arn());
+            let signer = match meter {
+                Some(m) => signer.with_metrics(m),
+                None => signer,
+            };
             Ok((Arc::new(signer), origin))
         }
         other => {

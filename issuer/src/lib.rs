@@ -79,7 +79,7 @@ pub use crate::http::{Acceptor, ConnectionInfo, PlainAcceptor, TlsAcceptor, TlsE
 pub use crate::keyset::{check_schedule, load as load_keys, report as keys_report, KeyRole, KeySet, PublishedKey};
 pub use crate::mint::MintError;
 pub use crate::policy::{BindingName, CapabilityRequest, Grant, OfferedBinding, Policy, PolicyError, RequestedVia};
-pub use crate::providers::{Providers, MIN_SECRET_LEN};
+pub use crate::providers::{Providers, MIN_SECRET_LEN, SERVICE_NAME};
 pub use crate::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey, Seen};
 pub use crate::revocation::AdminRevocations;
 pub use crate::routes::{JWKS_PATH, METADATA_PATH, TOKEN_PATH};

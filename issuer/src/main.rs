@@ -65,6 +65,8 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
         ekey_issuer::TlsAcceptor::new(ekey_issuer::TlsSettings { config: tls.clone(), self_signed })
             .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     }
+    // Telemetry was started to check it ([telemetry], [audit], OTEL_*).
+    providers.telemetry.shutdown().await;
     let key = providers.keys.active();
     println!(
         "config OK: issuer {}, {} client(s), {} template(s), signing key {} kid {}",

@@ -3,7 +3,7 @@
 //! client registry and the replay cache. Every error names its config field.
 //!
 //! Tests and embedders can swap any piece before [`crate::Server::serve`]:
-//! a failing signer, a manual clock.
+//! a failing signer, a manual clock, the telemetry.
 
 use crate::clients::{AssertionSettings, ClientRegistry};
 use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource, SelfSignedSource};
@@ -11,9 +11,14 @@ use crate::keyset::KeySet;
 use crate::replay::{MemoryReplayCache, ReplayCache};
 use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
+use ekey_telemetry::Telemetry;
 use ekey_verifier::{from_json_strict, Clock, NonceSource, PublicJwk, SystemClock, VerifyingKey};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The `service.name` of the issuer's telemetry (`OTEL_SERVICE_NAME` wins)
+/// and the instrumentation scope of its meters.
+pub const SERVICE_NAME: &str = "ekey-issuer";
 
 /// Shortest client secret accepted from a file or the environment, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -34,13 +39,28 @@ pub struct Providers {
     pub dpop_nonce: Option<NonceSource>,
     /// The revocation API, when `[revocation]` is configured.
     pub revocations: Option<Arc<AdminRevocations>>,
+    /// Meters, tracer, Prometheus text and the audit sink, from
+    /// `[telemetry]` and `[audit]`. Flushed and shut down with the server.
+    pub telemetry: Telemetry,
 }
 
 impl Providers {
-    /// Builds everything `config` names.
+    /// Builds everything `config` names, telemetry included (which must
+    /// happen inside a Tokio runtime). A KMS signer records its metrics on
+    /// the telemetry's meter.
     pub async fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let telemetry = Telemetry::start(SERVICE_NAME, env!("CARGO_PKG_VERSION"), &config.telemetry, &config.audit)
+            .map_err(|e| match e {
+                ekey_telemetry::TelemetryError::Config { field, problem } => ConfigError::invalid(field, problem),
+                ekey_telemetry::TelemetryError::AuditFile { path, source } => {
+                    ConfigError::invalid("audit.path", format!("cannot open {}: {source}", path.display()))
+                }
+                other => ConfigError::invalid("telemetry", other.to_string()),
+            })?;
         let now = SystemClock.now();
-        let (keys, schedule) = crate::keyset::load(&config.signing_key, config.endpoints.jwks_max_age, now).await?;
+        let meter = telemetry.meter(SERVICE_NAME);
+        let (keys, schedule) =
+            crate::keyset::load_metered(&config.signing_key, config.endpoints.jwks_max_age, now, Some(&meter)).await?;
         for w in schedule {
             tracing::warn!("{w}");
         }
@@ -65,7 +85,16 @@ impl Providers {
                 Some(r) => Some(Arc::new(AdminRevocations::from_config(r).await?)),
                 None => None,
             },
+            telemetry,
         })
+    }
+
+    /// Replaces the telemetry (e.g. a test's, exporting to an in-process
+    /// receiver). A KMS signer already built keeps recording on the meter
+    /// it was given.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Replaces the signer (the key set then holds only this key).

@@ -21,13 +21,14 @@
 use crate::admin::AdminApp;
 use crate::config::{ClientCertMode, Config, ConfigError};
 use crate::dpop::TokenDpop;
-use crate::http::{serve, Acceptor, Limits, PlainAcceptor, TlsAcceptor, TlsSettings};
+use crate::http::{serve, Acceptor, Limits, Observer, PlainAcceptor, TlsAcceptor, TlsSettings};
 use crate::metadata::Document;
 use crate::mint::Minter;
 use crate::policy::Policy;
 use crate::providers::Providers;
 use crate::routes::{PublicApp, JWKS_PATH, METADATA_PATH, TOKEN_PATH};
-use crate::token::{TokenEndpoint, CAPABILITY_TYPE, CLIENT_CREDENTIALS};
+use crate::token::{IssueMetrics, TokenEndpoint, CAPABILITY_TYPE, CLIENT_CREDENTIALS};
+use ekey_telemetry::Telemetry;
 use ekey_verifier::DpopSettings;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -180,6 +181,8 @@ impl Server {
         let max_age = config.endpoints.jwks_max_age;
         let metadata = Document::new(&metadata_json(&urls, &config, &policy), "application/json", max_age);
         let jwks = Document::new(&providers.keys.jwks().to_json(), "application/jwk-set+json", max_age);
+        let telemetry = providers.telemetry.clone();
+        let observer = Observer::new(&telemetry);
         let token = TokenEndpoint {
             issuer: urls.issuer.clone(),
             token_endpoint: urls.token_endpoint.clone(),
@@ -189,16 +192,26 @@ impl Server {
             minter: Minter::new(Arc::clone(&signer), urls.issuer.clone(), config.signing_key.timeout),
             replay: providers.replay,
             clock: providers.clock,
+            metrics: IssueMetrics::new(&telemetry.meter(crate::SERVICE_NAME)),
+            audit: telemetry.audit().clone(),
         };
         let s = &config.server;
-        let public_app =
-            Arc::new(PublicApp { token, jwks, metadata, max_body: s.max_body_bytes, body_timeout: s.request_timeout });
+        let public_app = Arc::new(PublicApp {
+            token,
+            jwks,
+            metadata,
+            max_body: s.max_body_bytes,
+            body_timeout: s.request_timeout,
+            observer: observer.clone(),
+        });
         let draining = Arc::new(AtomicBool::new(false));
         let admin_app = Arc::new(AdminApp {
             signer,
             draining: Arc::clone(&draining),
             probe_timeout: config.signing_key.timeout,
             revocations: providers.revocations.clone(),
+            telemetry: telemetry.clone(),
+            observer,
         });
         let limits = Limits {
             max_connections: s.max_connections,
@@ -224,7 +237,7 @@ impl Server {
             clients = config.clients.len(),
             "ekey issuer serving"
         );
-        Ok(ServerHandle { public_addr, admin_addr, urls, stop, draining, tasks })
+        Ok(ServerHandle { public_addr, admin_addr, urls, stop, draining, tasks, telemetry })
     }
 }
 
@@ -260,6 +273,7 @@ pub struct ServerHandle {
     stop: watch::Sender<bool>,
     draining: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
+    telemetry: Telemetry,
 }
 
 impl ServerHandle {
@@ -278,14 +292,22 @@ impl ServerHandle {
         &self.urls
     }
 
-    /// Stops accepting, reports not-ready, and waits for in-flight requests
-    /// (up to `server.drain_timeout`).
+    /// The server's telemetry: meters, tracer, Prometheus text, audit sink.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Stops accepting, reports not-ready, waits for in-flight requests
+    /// (up to `server.drain_timeout`), then exports what telemetry is left
+    /// and stops the exporters (bounded by [`ekey_telemetry::SHUTDOWN_TIMEOUT`]
+    /// per exporter).
     pub async fn shutdown(self) {
         self.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.telemetry.shutdown().await;
     }
 
     /// Serves until `signal` completes, then shuts down.

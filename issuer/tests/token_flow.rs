@@ -15,10 +15,15 @@ use serde_json::json;
 
 async fn setup() -> (DevIssuer, Api) {
     let api = api_listener().await;
-    let dev =
-        DevIssuer::start(DevOptions { port: 0, admin_port: 0, audience: api.origin.clone(), write_key_file: false })
-            .await
-            .unwrap();
+    let dev = DevIssuer::start(DevOptions {
+        port: 0,
+        admin_port: 0,
+        audience: api.origin.clone(),
+        write_key_file: false,
+        audit: ekey_telemetry::AuditConfig { sink: ekey_telemetry::AuditSinkKind::Off, path: None },
+    })
+    .await
+    .unwrap();
     let urls = dev.server().urls().clone();
     (dev, api.serve(&urls.issuer, &urls.jwks_uri))
 }

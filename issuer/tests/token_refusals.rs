@@ -17,9 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn dev() -> (DevIssuer, String) {
-    let dev = DevIssuer::start(DevOptions { port: 0, admin_port: 0, write_key_file: false, ..DevOptions::default() })
-        .await
-        .unwrap();
+    let dev = DevIssuer::start(DevOptions {
+        port: 0,
+        admin_port: 0,
+        write_key_file: false,
+        audit: ekey_telemetry::AuditConfig { sink: ekey_telemetry::AuditSinkKind::Off, path: None },
+        ..DevOptions::default()
+    })
+    .await
+    .unwrap();
     let endpoint = dev.server().urls().token_endpoint.clone();
     (dev, endpoint)
 }

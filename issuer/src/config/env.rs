@@ -160,6 +160,37 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
         r.redis.get_or_insert_with(Default::default).url = Some(v);
         Ok(())
     }),
+    ("EKEY_OTLP", "telemetry.otlp", |c, v| {
+        c.telemetry.otlp = ekey_telemetry::OtlpMode::try_from(v.trim().to_owned()).map_err(unprefixed)?;
+        Ok(())
+    }),
+    ("EKEY_OTLP_ENDPOINT", "telemetry.otlp_endpoint", |c, v| {
+        c.telemetry.otlp_endpoint = Some(v);
+        Ok(())
+    }),
+    ("EKEY_OTLP_PROTOCOL", "telemetry.otlp_protocol", |c, v| {
+        c.telemetry.otlp_protocol =
+            Some(ekey_telemetry::OtlpProtocol::try_from(v.trim().to_owned()).map_err(unprefixed)?);
+        Ok(())
+    }),
+    ("EKEY_METRICS_INTERVAL_MS", "telemetry.metrics_interval_ms", |c, v| {
+        let ms = int(&v)?;
+        c.telemetry.metrics_interval_ms = Some(u64::try_from(ms).map_err(|_| format!("{ms} is below 0"))?);
+        Ok(())
+    }),
+    ("EKEY_AUDIT_SINK", "audit.sink", |c, v| {
+        let sink = ekey_telemetry::AuditSinkKind::try_from(v.trim().to_owned()).map_err(unprefixed)?;
+        c.audit.sink = sink;
+        // A sink named in the environment replaces the file's, path included.
+        if sink != ekey_telemetry::AuditSinkKind::File {
+            c.audit.path = None;
+        }
+        Ok(())
+    }),
+    ("EKEY_AUDIT_PATH", "audit.path", |c, v| {
+        c.audit.path = Some(PathBuf::from(v));
+        Ok(())
+    }),
 ];
 
 /// Every variable read, with the field it overrides (for docs and `--help`).
@@ -188,6 +219,15 @@ fn boolean(v: &str) -> Result<bool, String> {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
         other => Err(format!("expected true or false, got {:?}", short(other))),
+    }
+}
+
+/// The telemetry crate's parse errors start with the field name; the
+/// variable is named instead.
+fn unprefixed(e: String) -> String {
+    match e.split_once(": ") {
+        Some((field, rest)) if field.contains('.') && !field.contains(' ') => rest.to_owned(),
+        _ => e,
     }
 }
 
@@ -222,6 +262,26 @@ mod tests {
         assert_eq!(err.to_string(), "EKEY_JWKS_MAX_AGE: expected a whole number, got \"soon\"");
         let err = apply(&mut raw, &lookup(&[("EKEY_SIGNING_KEY_GENERATE", "yes")])).unwrap_err();
         assert!(err.to_string().starts_with("EKEY_SIGNING_KEY_GENERATE: "), "{err}");
+    }
+
+    #[test]
+    fn telemetry_and_audit_variables() {
+        let mut raw = RawConfig::default();
+        raw.audit.path = Some(PathBuf::from("from-file.jsonl"));
+        let env = lookup(&[("EKEY_OTLP", "on"), ("EKEY_OTLP_PROTOCOL", "grpc"), ("EKEY_AUDIT_SINK", "off")]);
+        apply(&mut raw, &env).unwrap();
+        assert_eq!(raw.telemetry.otlp, ekey_telemetry::OtlpMode::On);
+        assert_eq!(raw.telemetry.otlp_protocol, Some(ekey_telemetry::OtlpProtocol::Grpc));
+        assert_eq!((raw.audit.sink, raw.audit.path.as_deref()), (ekey_telemetry::AuditSinkKind::Off, None));
+        let env = lookup(&[("EKEY_AUDIT_SINK", "file"), ("EKEY_AUDIT_PATH", "/var/log/a.jsonl")]);
+        apply(&mut raw, &env).unwrap();
+        assert_eq!(raw.audit.path.as_deref(), Some(std::path::Path::new("/var/log/a.jsonl")));
+        let err = apply(&mut raw, &lookup(&[("EKEY_AUDIT_SINK", "syslog")])).unwrap_err().to_string();
+        assert!(err.starts_with("EKEY_AUDIT_SINK: expected \"stdout\""), "{err}");
+        let err = apply(&mut raw, &lookup(&[("EKEY_OTLP", "yes")])).unwrap_err().to_string();
+        assert!(err.starts_with("EKEY_OTLP: expected \"auto\""), "{err}");
+        let err = apply(&mut raw, &lookup(&[("EKEY_METRICS_INTERVAL_MS", "-1")])).unwrap_err().to_string();
+        assert!(err.starts_with("EKEY_METRICS_INTERVAL_MS: "), "{err}");
     }
 
     #[test]

@@ -111,6 +111,11 @@ pub struct Config {
     pub templates: Vec<TemplateConfig>,
     /// The revocation API, when `[revocation]` is set.
     pub revocation: Option<RevocationConfig>,
+    /// OTLP export of metrics and traces (`[telemetry]`). Prometheus text
+    /// is always served on the admin listener. Defaults to `otlp = "auto"`.
+    pub telemetry: ekey_telemetry::TelemetryConfig,
+    /// Where audit events go (`[audit]`). Defaults to standard output.
+    pub audit: ekey_telemetry::AuditConfig,
     /// Things that are allowed but probably not meant for production; logged
     /// at start-up and printed by `check-config`.
     pub warnings: Vec<String>,

@@ -30,6 +30,13 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub templates: Vec<RawTemplate>,
     pub revocation: Option<super::revocation::RawRevocation>,
+    /// `[telemetry]`: OTLP export (the telemetry crate's own type, checked
+    /// field by field as it is read).
+    #[serde(default)]
+    pub telemetry: ekey_telemetry::TelemetryConfig,
+    /// `[audit]`: where audit events go.
+    #[serde(default)]
+    pub audit: ekey_telemetry::AuditConfig,
     /// Fields set from the environment, with the variable that set them, so
     /// an error names the variable as well as the field.
     #[serde(skip)]

@@ -247,6 +247,12 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
 
     let revocation = raw.revocation.map(|r| super::revocation::validate(&f, r, base)).transpose()?;
 
+    let telemetry = raw.telemetry;
+    telemetry.validate().map_err(|e| telemetry_error(&f, e))?;
+    let mut audit = raw.audit;
+    audit.validate().map_err(|e| telemetry_error(&f, e))?;
+    audit.path = audit.path.map(|p| base.join(p));
+
     Ok(Config {
         issuer,
         log,
@@ -259,8 +265,19 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         clients,
         templates,
         revocation,
+        telemetry,
+        audit,
         warnings,
     })
+}
+
+/// A `[telemetry]` or `[audit]` error as a config error naming the same
+/// field (or `OTEL_*` variable).
+fn telemetry_error(f: &Fields<'_>, e: ekey_telemetry::TelemetryError) -> ConfigError {
+    match e {
+        ekey_telemetry::TelemetryError::Config { field, problem } => f.err(&field, problem),
+        other => ConfigError::invalid("telemetry", other.to_string()),
+    }
 }
 
 fn tls(f: &Fields<'_>, t: super::raw::RawTls, base: &Path) -> Result<TlsConfig, ConfigError> {
@@ -822,6 +839,33 @@ mod tests {
         let e = Config::from_toml_str("[signing_key]\ngenerate = true\n[dpop]\nalgorithms = [\"ES256\", \"HS256\"]")
             .unwrap_err();
         assert_eq!(e.to_string(), "dpop.algorithms[1]: unsupported algorithm \"HS256\"");
+    }
+
+    #[test]
+    fn telemetry_and_audit_sections() {
+        let key = "[signing_key]\ngenerate = true\n";
+        let c = Config::from_toml_str(key).unwrap();
+        assert_eq!(c.telemetry, ekey_telemetry::TelemetryConfig::default());
+        assert_eq!(c.audit.sink, ekey_telemetry::AuditSinkKind::Stdout);
+        let c = Config::from_toml(
+            &format!("{key}[telemetry]\notlp = \"off\"\nmetrics_interval_ms = 500\n[audit]\nsink = \"file\"\npath = \"audit.jsonl\""),
+            Path::new("/etc/ekey"),
+            &|_| Ok(None),
+        )
+        .unwrap();
+        assert_eq!(c.telemetry.otlp, ekey_telemetry::OtlpMode::Off);
+        assert_eq!(c.audit.path.as_deref(), Some(Path::new("/etc/ekey/audit.jsonl")));
+        let err = |t: &str| Config::from_toml_str(&format!("{key}{t}")).unwrap_err().to_string();
+        assert_eq!(err("[audit]\nsink = \"file\""), "audit.path: required when audit.sink = \"file\"");
+        assert!(
+            err("[telemetry]\nmetrics_interval_ms = 1").starts_with("telemetry.metrics_interval_ms: 1 is out of range")
+        );
+        assert!(err("[telemetry]\notlp_endpoint = \"collector:4317\"").starts_with("telemetry.otlp_endpoint: "));
+        assert!(err("[telemetry]\nendpoint = \"x\"").contains("unknown field"));
+        assert!(err("[audit]\nsink = \"syslog\"").contains("audit.sink: expected"));
+        let env = |name: &str| Ok((name == "EKEY_AUDIT_SINK").then(|| "file".to_string()));
+        let e = Config::from_toml(key, Path::new("."), &env).unwrap_err();
+        assert_eq!(e.to_string(), "audit.path: required when audit.sink = \"file\"");
     }
 
     #[test]

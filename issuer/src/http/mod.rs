@@ -2,10 +2,12 @@
 //! loop with graceful drain, bounded body reading and response helpers.
 
 mod listener;
+mod observe;
 mod serve;
 mod tls;
 
 pub use listener::{Acceptor, ConnectionInfo, PlainAcceptor};
+pub(crate) use observe::{finish as finish_observation, Observer, OTHER_ROUTE};
 pub(crate) use serve::{serve, Handler, Limits};
 pub use tls::{TlsAcceptor, TlsError, TlsSettings};
 

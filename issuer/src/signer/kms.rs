@@ -10,6 +10,7 @@
 
 use super::breaker::{Breaker, BreakerSettings};
 use super::der::der_to_jose;
+use super::kms_metrics::{CallTimer, FailureKind, KmsMetrics};
 use super::{SignError, Signer};
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -22,6 +23,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use ekey_verifier::{b64_encode, Algorithm, PublicJwk};
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::pkey::{Id, PKey};
+use opentelemetry::metrics::Meter;
 use std::time::{Duration, Instant};
 
 /// KMS's limit for `MessageType=RAW`.
@@ -255,6 +257,9 @@ pub(crate) fn jwk_from_spki(der: &[u8]) -> Result<PublicJwk, String> {
 /// [`SignError::Failed`] when it will not (access denied, key disabled or
 /// deleted). Either kind counts towards the circuit breaker, and while the
 /// circuit is open calls fail at once, without a request to KMS.
+///
+/// With [`KmsSigner::with_metrics`], every call is measured on the given
+/// meter: `ekey.kms.sign.duration` and `ekey.kms.sign.errors`.
 #[derive(Debug)]
 pub struct KmsSigner {
     client: KmsClient,
@@ -262,6 +267,13 @@ pub struct KmsSigner {
     kms_alg: SigningAlgorithmSpec,
     field_len: Option<usize>,
     breaker: Breaker,
+    metrics: Option<KmsMetrics>,
+}
+
+/// A failed `Sign` call: what the caller gets, and its `error.type`.
+struct Failure {
+    error: SignError,
+    kind: FailureKind,
 }
 
 impl KmsSigner {
@@ -281,7 +293,16 @@ impl KmsSigner {
             key: key_id.to_owned(),
             reason: format!("{} has no KMS counterpart", key.algorithm),
         })?;
-        Ok(Self { kms_alg, client, key, field_len, breaker })
+        Ok(Self { kms_alg, client, key, field_len, breaker, metrics: None })
+    }
+
+    /// Records every `Sign` call on `meter`: `ekey.kms.sign.duration`
+    /// (histogram, seconds, `ekey.result` = `ok` | `error`) and
+    /// `ekey.kms.sign.errors` (counter, `error.type` = `throttled` |
+    /// `timeout` | `unavailable` | `rejected` | `circuit_open`).
+    pub fn with_metrics(mut self, meter: &Meter) -> Self {
+        self.metrics = Some(KmsMetrics::new(meter));
+        self
     }
 
     /// The key's ARN (or key id), alias resolved: every `Sign` call names it.
@@ -289,7 +310,7 @@ impl KmsSigner {
         &self.key.arn
     }
 
-    async fn call_sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
+    async fn call_sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Failure> {
         let timeout = self.client.settings.timeout;
         let request = self
             .client
@@ -301,16 +322,21 @@ impl KmsSigner {
             .signing_algorithm(self.kms_alg.clone())
             .send();
         let out = match tokio::time::timeout(timeout, request).await {
-            Err(_) => return Err(unavailable(format!("KMS Sign: no answer within {timeout:?}"))),
+            Err(_) => {
+                let error = unavailable(format!("KMS Sign: no answer within {timeout:?}"));
+                return Err(Failure { error, kind: FailureKind::Timeout });
+            }
             Ok(Err(e)) => {
                 let reason = format!("KMS Sign: {}", describe(&e));
-                return Err(if transient(&e) { unavailable(reason) } else { SignError::Failed(reason) });
+                let error = if transient(&e) { unavailable(reason) } else { SignError::Failed(reason) };
+                return Err(Failure { error, kind: failure_kind(&e) });
             }
             Ok(Ok(out)) => out,
         };
-        let signature = out.signature().ok_or_else(|| SignError::Failed("KMS Sign returned no signature".into()))?;
+        let rejected = |reason: String| Failure { error: SignError::Failed(reason), kind: FailureKind::Rejected };
+        let signature = out.signature().ok_or_else(|| rejected("KMS Sign returned no signature".into()))?;
         match self.field_len {
-            Some(len) => der_to_jose(signature.as_ref(), len).map_err(|e| SignError::Failed(format!("KMS Sign: {e}"))),
+            Some(len) => der_to_jose(signature.as_ref(), len).map_err(|e| rejected(format!("KMS Sign: {e}"))),
             None => Ok(signature.as_ref().to_vec()),
         }
     }
@@ -353,6 +379,26 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkError<
     }
 }
 
+/// The `error.type` of a failed call.
+fn failure_kind<E: ProvideErrorMetadata>(e: &SdkError<E>) -> FailureKind {
+    match e {
+        SdkError::TimeoutError(_) => FailureKind::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => FailureKind::Timeout,
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Unavailable,
+        SdkError::ServiceError(_) => {
+            let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or_default();
+            if status == 429 || e.code() == Some("ThrottlingException") {
+                FailureKind::Throttled
+            } else if transient(e) {
+                FailureKind::Unavailable
+            } else {
+                FailureKind::Rejected
+            }
+        }
+        _ => FailureKind::Rejected,
+    }
+}
+
 /// Whether waiting may help: no answer, throttling, or a server-side error.
 fn transient<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
     match e {
@@ -392,26 +438,38 @@ impl Signer for KmsSigner {
                 signing_input.len()
             )));
         }
-        let admitted = self.breaker.admit().map_err(|r| SignError::Unavailable {
-            reason: "KMS circuit open after repeated failures".into(),
-            retry_after: Some(r.retry_after),
-        })?;
+        let admitted = match self.breaker.admit() {
+            Ok(admitted) => admitted,
+            Err(r) => {
+                if let Some(m) = &self.metrics {
+                    m.count_error(FailureKind::CircuitOpen);
+                }
+                return Err(SignError::Unavailable {
+                    reason: "KMS circuit open after repeated failures".into(),
+                    retry_after: Some(r.retry_after),
+                });
+            }
+        };
         let started = Instant::now();
         // If this future is dropped mid-call (the caller's timeout), the
-        // `admitted` guard records a failure.
+        // `admitted` guard records a failure and the timer a timeout.
+        let timer = CallTimer::start(self.metrics.as_ref());
         let result = self.call_sign(signing_input).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok(signature) => {
                 admitted.succeeded();
+                timer.succeeded();
                 tracing::debug!(target: "ekey.kms.sign", latency_ms = elapsed_ms, "KMS Sign");
+                Ok(signature)
             }
-            Err(e) => {
+            Err(Failure { error, kind }) => {
                 admitted.failed();
-                tracing::warn!(target: "ekey.kms.sign", latency_ms = elapsed_ms, error = %e, key = %self.key.arn, "KMS Sign failed");
+                timer.failed(kind);
+                tracing::warn!(target: "ekey.kms.sign", latency_ms = elapsed_ms, error = %error, error_type = kind.as_str(), key = %self.key.arn, "KMS Sign failed");
+                Err(error)
             }
         }
-        result
     }
 
     /// Ready while the circuit is closed. When it is open and its cooldown

@@ -4,6 +4,7 @@
 mod breaker;
 mod der;
 mod kms;
+mod kms_metrics;
 mod local;
 
 pub use kms::{KmsClient, KmsError, KmsPublicKey, KmsSettings, KmsSigner};

@@ -9,6 +9,7 @@ use crate::mint::MintError;
 use crate::policy::{PolicyError, RequestedVia};
 use crate::replay::ReplayError;
 use crate::signer::SignError;
+use ekey_verifier::ProofError;
 use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use std::fmt;
@@ -85,6 +86,7 @@ const DEFAULT_RETRY_AFTER: u64 = 1;
 #[error("{code}: {description}")]
 pub struct OAuthError {
     code: ErrorCode,
+    reason: &'static str,
     description: String,
     basic_challenge: bool,
     dpop_nonce: Option<String>,
@@ -101,12 +103,26 @@ impl OAuthError {
             .map(|c| if matches!(c, ' '..='~') && c != '"' && c != '\\' { c } else { '\'' })
             .take(512)
             .collect();
-        Self { code, description, basic_challenge: false, dpop_nonce: None, retry_after: None }
+        Self { code, reason: code.as_str(), description, basic_challenge: false, dpop_nonce: None, retry_after: None }
+    }
+
+    /// The same error with a finer `reason` (see [`OAuthError::reason`]).
+    pub(crate) fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// The error code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// Why, in a few fixed words (`bad_client_credentials`,
+    /// `dpop_proof_replayed`, `limit_too_high`, ...), for audit events, logs
+    /// and span attributes. Unlike the description it never carries request
+    /// text. Defaults to the error code.
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
 
     /// The `error_description`.
@@ -155,25 +171,46 @@ impl OAuthError {
                 RequestedVia::AuthorizationDetails => ErrorCode::InvalidAuthorizationDetails,
             },
         };
-        Self::new(code, e.to_string())
+        let reason = match e {
+            PolicyError::UnknownTemplate(_) => "unknown_template",
+            PolicyError::ClientNotAllowed { .. } => "client_not_allowed",
+            PolicyError::NoTemplates(_) => "no_templates_for_client",
+            PolicyError::NoTemplateForAction { .. } => "no_template_for_action",
+            PolicyError::InvalidAction { .. } => "invalid_action",
+            PolicyError::ActionRequired(_) => "action_required",
+            PolicyError::ActionOutside { .. } => "action_outside_template",
+            PolicyError::LimitTooHigh { .. } => "limit_too_high",
+            PolicyError::SubcapOutside { .. } => "subcap_outside_template",
+            PolicyError::AudienceOutside { .. } => "audience_outside_template",
+            PolicyError::Binding { .. } => "binding_required",
+        };
+        Self::new(code, e.to_string()).with_reason(reason)
     }
 }
 
 impl From<RequestError> for OAuthError {
     fn from(e: RequestError) -> Self {
-        let code = match e {
-            RequestError::Invalid(_) => ErrorCode::InvalidRequest,
-            RequestError::GrantType(_) => ErrorCode::UnsupportedGrantType,
-            RequestError::Scope(_) => ErrorCode::InvalidScope,
-            RequestError::Details(_) => ErrorCode::InvalidAuthorizationDetails,
+        let (code, reason) = match e {
+            RequestError::Invalid(_) => (ErrorCode::InvalidRequest, "malformed_request"),
+            RequestError::GrantType(_) => (ErrorCode::UnsupportedGrantType, "unsupported_grant_type"),
+            RequestError::Scope(_) => (ErrorCode::InvalidScope, "malformed_scope"),
+            RequestError::Details(_) => (ErrorCode::InvalidAuthorizationDetails, "malformed_authorization_details"),
         };
-        Self::new(code, e.to_string())
+        Self::new(code, e.to_string()).with_reason(reason)
     }
 }
 
 impl From<AuthError> for OAuthError {
     fn from(e: AuthError) -> Self {
-        let mut out = Self::new(ErrorCode::InvalidClient, e.to_string());
+        let reason = match e {
+            AuthError::Missing => "client_authentication_missing",
+            AuthError::Basic => "bad_client_credentials",
+            AuthError::Assertion(_) => "bad_client_assertion",
+            AuthError::Replayed => "client_assertion_replayed",
+            AuthError::NoCertificate(_) => "client_certificate_missing",
+            AuthError::Certificate => "bad_client_certificate",
+        };
+        let mut out = Self::new(ErrorCode::InvalidClient, e.to_string()).with_reason(reason);
         // RFC 6749 §5.2: a failed Basic attempt gets a Basic challenge.
         out.basic_challenge = matches!(e, AuthError::Basic);
         out
@@ -183,10 +220,15 @@ impl From<AuthError> for OAuthError {
 impl From<DpopError> for OAuthError {
     fn from(e: DpopError) -> Self {
         match e {
-            DpopError::Missing => Self::new(ErrorCode::InvalidRequest, e.to_string()),
-            DpopError::Invalid(_) => Self::new(ErrorCode::InvalidDpopProof, e.to_string()),
+            DpopError::Missing => Self::new(ErrorCode::InvalidRequest, e.to_string()).with_reason("dpop_proof_missing"),
+            DpopError::Invalid(ProofError::Replayed) => {
+                Self::new(ErrorCode::InvalidDpopProof, e.to_string()).with_reason("dpop_proof_replayed")
+            }
+            DpopError::Invalid(_) => {
+                Self::new(ErrorCode::InvalidDpopProof, e.to_string()).with_reason("dpop_proof_invalid")
+            }
             DpopError::UseNonce(ref nonce) => {
-                let mut out = Self::new(ErrorCode::UseDpopNonce, e.to_string());
+                let mut out = Self::new(ErrorCode::UseDpopNonce, e.to_string()).with_reason("dpop_nonce_required");
                 out.dpop_nonce = Some(nonce.clone());
                 out
             }
@@ -197,7 +239,7 @@ impl From<DpopError> for OAuthError {
 impl From<ReplayError> for OAuthError {
     fn from(e: ReplayError) -> Self {
         // Fail closed: without the replay cache, no token.
-        Self::unavailable(format!("cannot check replay right now ({e})"), None)
+        Self::unavailable(format!("cannot check replay right now ({e})"), None).with_reason("replay_cache_unavailable")
     }
 }
 
@@ -207,10 +249,13 @@ impl From<MintError> for OAuthError {
             MintError::Sign(SignError::Unavailable { retry_after, .. }) => Self::unavailable(
                 "the signing service is unavailable; retry later",
                 retry_after.map(|d| d.as_secs_f64().ceil() as u64),
-            ),
-            MintError::Timeout(_) => Self::unavailable("the signing service timed out; retry later", None),
+            )
+            .with_reason("signer_unavailable"),
+            MintError::Timeout(_) => {
+                Self::unavailable("the signing service timed out; retry later", None).with_reason("signer_timeout")
+            }
             // The detail is logged, not sent: it is about our keys.
-            _ => Self::new(ErrorCode::ServerError, "the issuer could not sign the token"),
+            _ => Self::new(ErrorCode::ServerError, "the issuer could not sign the token").with_reason("signing_failed"),
         }
     }
 }
@@ -288,6 +333,19 @@ mod tests {
         let p = PolicyError::NoTemplates("c".into());
         assert_eq!(OAuthError::from_policy(&p, RequestedVia::Scope).code(), ErrorCode::UnauthorizedClient);
         assert_eq!(OAuthError::from(ReplayError::Full).code(), ErrorCode::TemporarilyUnavailable);
+    }
+
+    #[test]
+    fn reasons_are_fixed_words() {
+        assert_eq!(OAuthError::from(AuthError::Basic).reason(), "bad_client_credentials");
+        assert_eq!(OAuthError::from(AuthError::Assertion("exp in the past".into())).reason(), "bad_client_assertion");
+        assert_eq!(OAuthError::from(DpopError::Invalid(ProofError::Replayed)).reason(), "dpop_proof_replayed");
+        let p = PolicyError::UnknownTemplate("secret-looking-input".into());
+        let e = OAuthError::from_policy(&p, RequestedVia::Scope);
+        assert_eq!(e.reason(), "unknown_template");
+        assert!(e.description().contains("secret-looking-input"));
+        assert_eq!(OAuthError::new(ErrorCode::InvalidRequest, "x").reason(), "invalid_request");
+        assert_eq!(OAuthError::from(ReplayError::Full).reason(), "replay_cache_unavailable");
     }
 
     #[test]

@@ -8,27 +8,41 @@
 //! the grant type, authenticate the client, verify the DPoP proof, apply the
 //! policy; only then record the assertion and proof `jti`s (so a retry after
 //! `use_dpop_nonce` may reuse its assertion) and sign.
+//!
+//! Every request ends in one decision, which is recorded once: the metrics
+//! `ekey.issue.tokens` and `ekey.issue.duration` (by `ekey.template` and
+//! `ekey.outcome`), the request span's attributes, one log line and one
+//! audit event (`token.issue`). None of them holds a token, proof,
+//! assertion, secret or request text: outcomes are error codes, reasons
+//! fixed words, and templates configured names only.
 
 mod details;
 mod error;
+mod metrics;
 mod request;
 
 pub use details::CAPABILITY_TYPE;
 pub use error::{ErrorCode, OAuthError};
+pub(crate) use metrics::IssueMetrics;
 pub use request::{CLIENT_CREDENTIALS, JWT_BEARER};
 
 use crate::clients::{AuthError, Authenticated, ClientRegistry};
 use crate::dpop::{DpopError, TokenDpop};
-use crate::http::{json_response, Body};
+use crate::http::{json_response, Body, ConnectionInfo};
 use crate::mint::{Minted, Minter};
 use crate::policy::{Grant, OfferedBinding, Policy, RequestedVia};
 use crate::replay::{ReplayCache, Seen};
+use bytes::Bytes;
+use ekey_telemetry::audit::{AuditEvent, EVENT_ISSUE};
+use ekey_telemetry::{AuditSink, RequestObservation};
 use ekey_verifier::{b64_encode, Clock, Confirmation, ProofError};
 use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, Response, StatusCode};
+use opentelemetry::KeyValue;
 use request::TokenRequest;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything the token endpoint needs, built once at start.
 #[derive(Debug)]
@@ -41,6 +55,22 @@ pub(crate) struct TokenEndpoint {
     pub minter: Minter,
     pub replay: Arc<dyn ReplayCache>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: IssueMetrics,
+    pub audit: AuditSink,
+}
+
+/// What is known about a request when it is decided, for the records. Every
+/// field is an identifier the issuer vouches for, never raw request text.
+#[derive(Debug, Default)]
+struct Known {
+    /// The authenticated client (the token's `sub`).
+    sub: Option<String>,
+    /// A configured template's name.
+    template: Option<String>,
+    /// The granted action.
+    action: Option<String>,
+    /// The issued token's `jti`.
+    trace: Option<String>,
 }
 
 /// A request that was granted, with what the response needs.
@@ -53,46 +83,105 @@ struct Issued {
 
 impl TokenEndpoint {
     /// Answers one request; never fails (errors become OAuth error responses).
-    /// `peer_certificate` is the DER of the connection's verified TLS
-    /// client certificate, if any.
+    /// `body` is the request body, or why it could not be read; `conn`
+    /// gives the peer's address and TLS client certificate. The decision is
+    /// recorded on `obs`, the metrics, the log and the audit sink.
     pub(crate) async fn handle(
         &self,
         headers: &HeaderMap,
-        body: &[u8],
-        peer_certificate: Option<&[u8]>,
+        body: Result<Bytes, OAuthError>,
+        conn: &ConnectionInfo,
+        obs: &mut RequestObservation,
     ) -> Response<Body> {
+        let started = Instant::now();
         let now = self.clock.now();
         let nonce = self.dpop.current_nonce(now);
-        match self.issue(headers, body, peer_certificate, now).await {
+        let mut known = Known::default();
+        let result = match body {
+            Ok(body) => self.issue(headers, &body, conn.peer_certificate.as_deref(), now, &mut known).await,
+            Err(e) => Err(e),
+        };
+        let (response, refusal) = match result {
             Ok(issued) => {
-                let c = &issued.minted.claims;
-                tracing::info!(
-                    client = %issued.client.client_id,
-                    auth = issued.client.method.as_str(),
-                    binding = match c.cnf {
-                        Confirmation::Jkt(_) => "dpop",
-                        _ => "mtls",
-                    },
-                    template = %issued.grant.template.name,
-                    trace = %c.jti,
-                    action = %c.cap.action,
-                    limit = c.cap.limit,
-                    exp = c.exp,
-                    "token issued"
-                );
-                self.success(issued, nonce)
+                known.trace = Some(issued.minted.claims.jti.clone());
+                (self.answer(issued, nonce), None)
             }
             Err(e) => {
-                match e.code() {
-                    ErrorCode::ServerError => tracing::error!(error = %e.code(), "token request failed"),
-                    ErrorCode::TemporarilyUnavailable => {
-                        tracing::warn!(error = %e.code(), description = e.description(), "token request deferred")
-                    }
-                    _ => tracing::info!(error = %e.code(), description = e.description(), "token request refused"),
-                }
-                e.with_nonce(nonce).to_response()
+                let res = e.clone().with_nonce(nonce).to_response();
+                (res, Some(e))
             }
+        };
+        self.record(&known, refusal.as_ref(), started, conn, obs);
+        response
+    }
+
+    /// The metrics, span attributes and audit event of one decision.
+    fn record(
+        &self,
+        known: &Known,
+        refusal: Option<&OAuthError>,
+        started: Instant,
+        conn: &ConnectionInfo,
+        obs: &mut RequestObservation,
+    ) {
+        let outcome = refusal.map_or("issued", |e| e.code().as_str());
+        let template = known.template.as_deref().unwrap_or(metrics::UNKNOWN_TEMPLATE);
+        self.metrics.record(template, outcome, started.elapsed());
+        obs.set_attribute(KeyValue::new("ekey.outcome", outcome));
+        obs.set_attribute(KeyValue::new("ekey.template", template.to_owned()));
+        if let Some(trace) = &known.trace {
+            obs.set_attribute(KeyValue::new("ekey.trace", trace.clone()));
         }
+        let mut event = AuditEvent::now(EVENT_ISSUE, crate::SERVICE_NAME, outcome)
+            .with_client(conn.peer.ip())
+            .with_request_id(obs.request_id())
+            .with_trace_id(obs.trace_id());
+        if let Some(e) = refusal {
+            Self::log_refusal(e, known);
+            obs.set_attribute(KeyValue::new("ekey.reason", e.reason()));
+            event = event.with_reason(e.reason());
+        }
+        event.sub = known.sub.clone();
+        event.trace = known.trace.clone();
+        event.action = known.action.clone();
+        event.template = known.template.clone();
+        self.audit.emit(&event);
+    }
+
+    /// Logs the issued token (identifiers only) and builds the answer.
+    fn answer(&self, issued: Issued, nonce: Option<String>) -> Response<Body> {
+        let c = &issued.minted.claims;
+        tracing::info!(
+            client = %issued.client.client_id,
+            auth = issued.client.method.as_str(),
+            binding = match c.cnf {
+                Confirmation::Jkt(_) => "dpop",
+                _ => "mtls",
+            },
+            template = %issued.grant.template.name,
+            trace = %c.jti,
+            action = %c.cap.action,
+            limit = c.cap.limit,
+            exp = c.exp,
+            "token issued"
+        );
+        self.success(issued, nonce)
+    }
+
+    /// Logs a refusal: code and reason at info (warn/error for our own
+    /// failures); the description, which may quote request text, at debug.
+    fn log_refusal(e: &OAuthError, known: &Known) {
+        let client = known.sub.as_deref().unwrap_or("-");
+        match e.code() {
+            ErrorCode::ServerError => {
+                tracing::error!(error = %e.code(), reason = e.reason(), client, "token request failed")
+            }
+            ErrorCode::TemporarilyUnavailable => {
+                tracing::warn!(error = %e.code(), reason = e.reason(), client, "token request deferred")
+            }
+            _ => tracing::info!(error = %e.code(), reason = e.reason(), client, "token request refused"),
+        }
+        tracing::debug!(error = %e.code(), description = e.description(), "token request refusal described");
     }
 
     async fn issue(
@@ -101,10 +190,20 @@ impl TokenEndpoint {
         body: &[u8],
         peer_certificate: Option<&[u8]>,
         now: i64,
+        known: &mut Known,
     ) -> Result<Issued, OAuthError> {
         let req = TokenRequest::parse(headers, body)?;
+        // A template asked for by name is named in the records only if it
+        // is configured: request text never becomes a label.
+        known.template = req
+            .capability
+            .template
+            .as_deref()
+            .and_then(|name| self.policy.templates().iter().find(|t| t.name == name))
+            .map(|t| t.name.clone());
         let audiences = [self.token_endpoint.as_str(), self.issuer.as_str()];
         let client = self.clients.authenticate(&req.credentials, &audiences, peer_certificate, now)?;
+        known.sub = Some(client.client_id.clone());
         // A DPoP header binds to its key; without one, the connection's
         // client certificate is the binding; with neither, the proof is
         // reported missing.
@@ -117,6 +216,8 @@ impl TokenEndpoint {
             .policy
             .grant(&client.client_id, &req.capability, offered)
             .map_err(|e| OAuthError::from_policy(&e, via))?;
+        known.template = Some(grant.template.name.clone());
+        known.action = Some(grant.action.clone());
 
         if let Some((key, until)) = client.replay {
             if self.replay.record(key, until, now).await? == Seen::Again {

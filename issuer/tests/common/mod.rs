@@ -261,6 +261,8 @@ pub async fn issuer_with_signer(signer: Arc<dyn ekey_issuer::Signer>, audience: 
         [signing_key]
         generate = true
         timeout = 3
+        [audit]
+        sink = "off"
         {}
         "#,
         worker_toml(audience)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod kms;
 pub mod pki;
 
 use base64::engine::general_purpose::STANDARD;

@@ -148,7 +148,11 @@ fn binary_help_and_check_config() {
     // The deploy example parses (its files are absent here, so only the shape is checked).
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/gateway/gateway.toml")).unwrap();
-    ekey_gateway::Config::from_toml_str(&example).unwrap();
+    let example = ekey_gateway::Config::from_toml_str(&example).unwrap();
+    // deploy/prometheus/prometheus.yml scrapes the example's admin listener.
+    let prometheus = include_str!("../../deploy/prometheus/prometheus.yml");
+    let target = format!("targets: [\"{}\"]", example.server.admin_listen);
+    assert!(prometheus.contains(&target), "prometheus.yml does not scrape {target}");
 }
 
 /// Envoy and Traefik cannot run here: their deploy files are checked for the

@@ -348,6 +348,26 @@ async fn eviction_policy_checked_at_start() {
     assert!(RedisStore::connect(RedisStoreSettings::single(server.url())).await.is_ok());
 }
 
+/// The readiness probe: `check()` answers while Redis is up, refuses within
+/// the request timeout while it is down, and answers again once it is back.
+#[tokio::test]
+async fn check_follows_redis_down_and_up() {
+    let mut server = RedisServer::start();
+    let store = store(&server).await;
+    store.check().await.unwrap();
+    server.kill();
+    let started = Instant::now();
+    let down = store.check().await;
+    assert!(matches!(&down, Err(StoreError::Unavailable(m)) if m.contains("PING")), "{down:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.check().await.is_err() {
+        assert!(Instant::now() < deadline, "check() did not recover after Redis came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Unreachable at start: a clear error within the connect timeout.
 #[tokio::test]
 async fn unreachable_at_start_is_an_error() {

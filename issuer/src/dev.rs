@@ -73,7 +73,7 @@ pub struct DevInfo {
     pub jwks_uri: String,
     /// The RFC 8414 metadata URL.
     pub metadata: String,
-    /// The admin listener's base URL (`/healthz`, `/readyz`).
+    /// The admin listener's base URL (`/healthz`, `/readyz`, `/metrics`).
     pub admin: String,
     /// The demo templates' audience.
     pub audience: String,
@@ -249,7 +249,7 @@ pub fn banner(info: &DevInfo) -> String {
     let _ = writeln!(s, "  token endpoint  {}", info.token_endpoint);
     let _ = writeln!(s, "  JWKS            {}", info.jwks_uri);
     let _ = writeln!(s, "  metadata        {}", info.metadata);
-    let _ = writeln!(s, "  admin           {0}/healthz  {0}/readyz", info.admin);
+    let _ = writeln!(s, "  admin           {0}/healthz  {0}/readyz  {0}/metrics", info.admin);
     let _ = writeln!(s, "  audience        {}", info.audience);
     let _ = writeln!(s);
     let _ = writeln!(s, "  templates");

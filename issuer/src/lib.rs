@@ -13,7 +13,8 @@
 //! | `GET /.well-known/jwks.json` | public keys, `ETag`, `Cache-Control: public, max-age`, `304` |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 //!
-//! and `/healthz`, `/readyz` and (with `[revocation]`) `POST /admin/revocations`
+//! and `/healthz`, `/readyz`, `/metrics` (Prometheus text) and (with
+//! `[revocation]`) `POST /admin/revocations`
 //! on a separate admin listener.
 //!
 //! The pieces are traits injected at construction, so that production parts

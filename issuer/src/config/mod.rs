@@ -145,7 +145,7 @@ pub enum LogFormat {
 pub struct ServerConfig {
     /// Public listener (token endpoint, JWKS, metadata). Defaults to `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Admin listener (`/healthz`, `/readyz`). Defaults to `127.0.0.1:8081`.
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`). Defaults to `127.0.0.1:8081`.
     pub admin_listen: SocketAddr,
     /// Largest request body accepted. Defaults to 16 KiB.
     pub max_body_bytes: usize,

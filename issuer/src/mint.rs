@@ -48,6 +48,11 @@ impl Minter {
         Self { header_b64: b64_encode(header.to_string()), signer, issuer, timeout }
     }
 
+    /// What signs: [`Signer::kind`] of the signer.
+    pub(crate) fn signer_kind(&self) -> &'static str {
+        self.signer.kind()
+    }
+
     /// Builds, checks and signs the token for `sub`.
     pub(crate) async fn mint(
         &self,

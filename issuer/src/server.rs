@@ -194,6 +194,7 @@ impl Server {
             clock: providers.clock,
             metrics: IssueMetrics::new(&telemetry.meter(crate::SERVICE_NAME)),
             audit: telemetry.audit().clone(),
+            tracer: telemetry.tracer(),
         };
         let s = &config.server;
         let public_app = Arc::new(PublicApp {

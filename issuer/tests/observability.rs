@@ -171,6 +171,14 @@ async fn otlp_roundtrip(receiver: OtlpReceiver) {
         span.attributes.get("ekey.request_id"),
         issued.answer.header("x-request-id").map(str::to_owned).as_ref()
     );
+    let sign = receiver
+        .wait_for_span(|s| s.name == "local.sign" && s.parent_span_id.as_deref() == Some(span.span_id.as_str()), WAIT)
+        .await
+        .expect("the signing span, a child of the request's span");
+    assert_eq!(
+        (sign.trace_id.as_str(), sign.attributes.get("ekey.result").map(String::as_str)),
+        (TRACE_ID, Some("ok"))
+    );
     let refusal = receiver
         .wait_for_span(|s| s.attributes.get("ekey.outcome").is_some_and(|o| o == "invalid_client"), WAIT)
         .await

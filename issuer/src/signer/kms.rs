@@ -431,6 +431,10 @@ impl Signer for KmsSigner {
         &self.key.jwk
     }
 
+    fn kind(&self) -> &'static str {
+        "kms"
+    }
+
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
         if signing_input.len() > MAX_RAW_MESSAGE {
             return Err(SignError::Failed(format!(

@@ -73,6 +73,12 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
         self.public_jwk().thumbprint()
     }
 
+    /// A short word for where the key lives, naming the signing span
+    /// (`"{kind}.sign"`): `local` by default, `kms` for [`KmsSigner`].
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
     /// Signs `signing_input` (`BASE64URL(header) '.' BASE64URL(payload)`).
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError>;
 

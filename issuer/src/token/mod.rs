@@ -34,11 +34,12 @@ use crate::policy::{Grant, OfferedBinding, Policy, RequestedVia};
 use crate::replay::{ReplayCache, Seen};
 use bytes::Bytes;
 use ekey_telemetry::audit::{AuditEvent, EVENT_ISSUE};
-use ekey_telemetry::{AuditSink, RequestObservation};
+use ekey_telemetry::{AuditSink, RequestObservation, Tracer};
 use ekey_verifier::{b64_encode, Clock, Confirmation, ProofError};
 use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, Response, StatusCode};
-use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
 use request::TokenRequest;
 use serde_json::json;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub(crate) struct TokenEndpoint {
     pub clock: Arc<dyn Clock>,
     pub metrics: IssueMetrics,
     pub audit: AuditSink,
+    /// For the signing span, a child of the request's span.
+    pub tracer: Tracer,
 }
 
 /// What is known about a request when it is decided, for the records. Every
@@ -98,7 +101,10 @@ impl TokenEndpoint {
         let nonce = self.dpop.current_nonce(now);
         let mut known = Known::default();
         let result = match body {
-            Ok(body) => self.issue(headers, &body, conn.peer_certificate.as_deref(), now, &mut known).await,
+            Ok(body) => {
+                let parent = obs.context();
+                self.issue(headers, &body, conn.peer_certificate.as_deref(), now, &mut known, &parent).await
+            }
             Err(e) => Err(e),
         };
         let (response, refusal) = match result {
@@ -191,6 +197,7 @@ impl TokenEndpoint {
         peer_certificate: Option<&[u8]>,
         now: i64,
         known: &mut Known,
+        parent: &Context,
     ) -> Result<Issued, OAuthError> {
         let req = TokenRequest::parse(headers, body)?;
         // A template asked for by name is named in the records only if it
@@ -236,7 +243,22 @@ impl TokenEndpoint {
             (None, None) => return Err(DpopError::Missing.into()),
         };
 
-        let minted = self.minter.mint(&client.client_id, &grant, cnf, now).await.map_err(|e| {
+        let span = self
+            .tracer
+            .span_builder(format!("{}.sign", self.minter.signer_kind()))
+            .with_kind(SpanKind::Internal)
+            .start_with_context(&self.tracer, parent);
+        let cx = parent.with_span(span);
+        let minted = self.minter.mint(&client.client_id, &grant, cnf, now).await;
+        match &minted {
+            Ok(_) => cx.span().set_attribute(KeyValue::new("ekey.result", "ok")),
+            Err(e) => {
+                cx.span().set_attribute(KeyValue::new("ekey.result", "error"));
+                cx.span().set_status(Status::error(e.to_string()));
+            }
+        }
+        cx.span().end();
+        let minted = minted.map_err(|e| {
             tracing::error!(error = %e, "minting failed");
             OAuthError::from(e)
         })?;

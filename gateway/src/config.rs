@@ -501,7 +501,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
 
     let log = LogConfig {
         level: raw.log.level.unwrap_or_else(|| "info".into()),
-        json: match raw.log.format.as_deref().unwrap_or("human") {
+        json: match raw.log.format.as_deref().unwrap_or("json") {
             "human" => false,
             "json" => true,
             other => return Err(invalid("log.format", format!("{other:?} is not human or json"))),
@@ -536,7 +536,7 @@ mod tests {
         assert_eq!((c.verifier.leeway, c.verifier.proof_max_age), (5, 60));
         assert!(c.verifier.nonce.is_none());
         assert_eq!(c.store, StoreConfig::Memory { max_traces: 1_000_000, max_proofs: 4_000_000 });
-        assert_eq!(c.log, LogConfig { level: "info".into(), json: false });
+        assert_eq!(c.log, LogConfig { level: "info".into(), json: true });
         assert!(c.server.client_cert.is_none());
         let r = Config::from_toml_str(&format!(
             "{MIN}[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"gw\"\n"

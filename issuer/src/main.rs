@@ -5,7 +5,7 @@
 use clap::Parser;
 use ekey_issuer::cli::{Cli, Command, DevArgs, KeysArgs, ServeArgs};
 use ekey_issuer::dev::{banner, DevIssuer, DevOptions};
-use ekey_issuer::{telemetry, Config, LogConfig, Providers, Server, StartError};
+use ekey_issuer::{telemetry, Config, LogConfig, LogFormat, Providers, Server, StartError};
 use ekey_verifier::Clock as _;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -103,7 +103,7 @@ async fn keys(args: KeysArgs) -> Result<(), Failure> {
 }
 
 async fn dev(args: DevArgs) -> Result<(), Failure> {
-    let log = LogConfig { level: args.log.clone(), format: args.log_format.map(Into::into).unwrap_or_default() };
+    let log = LogConfig { level: args.log.clone(), format: args.log_format.map_or(LogFormat::Human, Into::into) };
     telemetry::init(&log).map_err(|e| (EXIT_CONFIG, e))?;
     let opts =
         DevOptions { port: args.port, admin_port: args.admin_port, audience: args.audience, ..DevOptions::default() };

@@ -123,8 +123,9 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
             None => "info".into(),
         },
         format: match raw.log.format.as_deref() {
-            None | Some("human") => LogFormat::Human,
-            Some("json") => LogFormat::Json,
+            // JSON by default: a config file means a deployment; `dev` is human.
+            Some("human") => LogFormat::Human,
+            None | Some("json") => LogFormat::Json,
             Some(other) => return Err(f.err("log.format", format!("{:?} is not \"human\" or \"json\"", short(other)))),
         },
     };

@@ -15,13 +15,12 @@ mod jwks_server;
 mod redis_harness;
 mod support;
 
-use ekey_telemetry::receiver::{OtlpReceiver, ReceivedMetric};
+use ekey_telemetry::receiver::{promtool_check_metrics, OtlpReceiver, ReceivedMetric};
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::Algorithm;
 use http::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -185,28 +184,6 @@ async fn otlp_grpc_metrics_and_spans() {
     otlp_round_trip(OtlpReceiver::start_grpc().await.unwrap(), "grpc").await;
 }
 
-/// `promtool check metrics` on `text`; fails the test when promtool is missing.
-fn promtool_check_metrics(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("promtool not runnable ({e}): install the Debian package prometheus (scripts/test does)"),
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The value of the first sample of `name` whose labels include every one of `labels`.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -272,7 +249,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
     assert_eq!(sample(&text, "ekey_jwks_refreshes_total", &["ekey_result=\"updated\""]), Some(1.0), "{text}");
     // /healthz on the main listener is a route of its own.
     assert!(sample(&text, "http_server_request_duration_seconds_count", &["http_route=\"/healthz\""]).is_some());
-    promtool_check_metrics(&text);
+    promtool_check_metrics(&text).unwrap();
     jwks_task.abort();
 }
 

@@ -13,13 +13,13 @@ use base64::Engine as _;
 use common::kms::{client, create_key, Moto, Proxy};
 use common::*;
 use ekey_issuer::{Config, KmsSettings, KmsSigner, Providers, Server, ServerHandle, SERVICE_NAME};
-use ekey_telemetry::receiver::{OtlpReceiver, ReceivedMetric};
+use ekey_telemetry::audit::AUDIT_FIELDS;
+use ekey_telemetry::receiver::{promtool_check_metrics, OtlpReceiver, ReceivedMetric};
 use ekey_telemetry::OtlpProtocol;
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::{dangerous, Algorithm, KeyPair};
 use http::Method;
 use serde_json::Value;
-use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -210,23 +210,6 @@ fn has_series(text: &str, metric: &str, label: &str) -> bool {
     text.lines().any(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
 }
 
-fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("promtool not runnable ({e}): install the Debian package prometheus (scripts/test does)"),
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- input:\n{text}");
-}
-
 #[tokio::test]
 async fn prometheus_metrics_on_the_admin_listener() {
     bounded(async {
@@ -260,7 +243,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
             assert!(has_series(&text, metric, label), "no {metric} with {label} in:\n{text}");
         }
         assert!(!text.contains("nope") && !text.contains("/no/such/path"), "request text became a label:\n{text}");
-        promtool_check(&text);
+        promtool_check_metrics(&text).unwrap();
         server.shutdown().await;
     })
     .await;
@@ -363,24 +346,10 @@ async fn one_audit_line_per_token_request() {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 1 + refusals.len(), "{text}");
-        let keys = [
-            "time",
-            "event",
-            "service",
-            "outcome",
-            "reason",
-            "sub",
-            "trace",
-            "action",
-            "template",
-            "client",
-            "request_id",
-            "trace_id",
-        ];
         for line in &lines {
             let obj = line.as_object().unwrap();
-            assert_eq!(obj.len(), keys.len(), "{line}");
-            assert!(keys.iter().all(|k| obj.contains_key(*k)), "{line}");
+            assert_eq!(obj.len(), AUDIT_FIELDS.len(), "{line}");
+            assert!(AUDIT_FIELDS.iter().all(|k| obj.contains_key(*k)), "{line}");
             assert_eq!((line["event"].as_str(), line["service"].as_str()), (Some("token.issue"), Some(SERVICE_NAME)));
             assert_eq!(line["client"], "127.0.0.1");
         }

@@ -39,6 +39,22 @@ pub const EVENT_ISSUE: &str = "token.issue";
 /// `event` of a verification decision (gateway or verifier).
 pub const EVENT_VERIFY: &str = "token.verify";
 
+/// The keys of every audit line, in the order they are written.
+pub const AUDIT_FIELDS: [&str; 12] = [
+    "time",
+    "event",
+    "service",
+    "outcome",
+    "reason",
+    "sub",
+    "trace",
+    "action",
+    "template",
+    "client",
+    "request_id",
+    "trace_id",
+];
+
 /// Write errors are logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -274,24 +290,10 @@ mod tests {
     fn event_has_every_key_with_nulls() {
         let e = AuditEvent::now(EVENT_VERIFY, "ekey-gateway", "success").with_trace_id(None);
         let line = e.to_json_line();
-        let keys = [
-            "time",
-            "event",
-            "service",
-            "outcome",
-            "reason",
-            "sub",
-            "trace",
-            "action",
-            "template",
-            "client",
-            "request_id",
-            "trace_id",
-        ];
-        let positions: Vec<usize> = keys.iter().map(|k| line.find(&format!("\"{k}\":")).unwrap()).collect();
+        let positions: Vec<usize> = AUDIT_FIELDS.iter().map(|k| line.find(&format!("\"{k}\":")).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v.as_object().unwrap().len(), keys.len());
+        assert_eq!(v.as_object().unwrap().len(), AUDIT_FIELDS.len());
         assert_eq!(v["reason"], serde_json::Value::Null);
         assert_eq!(v["event"], "token.verify");
     }

@@ -390,3 +390,32 @@ fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs `promtool check metrics` on Prometheus text: `Ok` when promtool
+/// accepts it without a single lint warning, else what promtool said (or that
+/// promtool is missing: it comes with the Debian package `prometheus`).
+pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("promtool not runnable ({e}): install the Debian package prometheus (scripts/test does)")
+        })?;
+    let written = child.stdin.take().map(|mut stdin| stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| format!("promtool: {e}"))?;
+    if let Some(Err(e)) = written {
+        return Err(format!("promtool: cannot write its input: {e}"));
+    }
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // promtool exits 0 on lint warnings too; none are wanted.
+    if out.status.success() && report.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("promtool check metrics: {}\n{report}", out.status))
+    }
+}

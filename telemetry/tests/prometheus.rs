@@ -3,11 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use ekey_telemetry::http::{HttpMetrics, RequestObservation};
+use ekey_telemetry::receiver::promtool_check_metrics;
 use ekey_telemetry::{AuditConfig, AuditSinkKind, OtlpMode, Telemetry, TelemetryConfig, PROMETHEUS_CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 use opentelemetry::KeyValue;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 fn telemetry() -> Telemetry {
     let cfg = TelemetryConfig { otlp: OtlpMode::Off, ..TelemetryConfig::default() };
@@ -120,22 +119,7 @@ async fn promtool_accepts_the_output() {
     let t = telemetry();
     record_all(&t);
     let text = t.prometheus_text().unwrap();
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => panic!("promtool not runnable ({e}): install the Debian package prometheus (scripts/test does)"),
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "promtool check metrics failed:\n{report}\n--- input:\n{text}");
-    // promtool exits 0 on lint warnings too; we want none.
-    assert!(report.trim().is_empty(), "promtool reported:\n{report}\n--- input:\n{text}");
+    promtool_check_metrics(&text).unwrap();
     t.shutdown().await;
 }
 

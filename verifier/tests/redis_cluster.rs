@@ -9,11 +9,10 @@
 mod common;
 
 use common::redis::RedisCluster;
-use common::{Issuer, AUDIENCE, ISSUER, NOW};
-use ekey_verifier::client::DpopKey;
+use common::{race_one_token, Issuer, AUDIENCE, ISSUER, NOW};
 use ekey_verifier::{
-    Algorithm, ConsumeOutcome, ConsumeRequest, ManualClock, PresentedRequest, ProofId, RedisStore, RedisStoreError,
-    RedisStoreSettings, Rejection, StaticKeys, TokenError, UsageStore, Verifier, VerifierSettings,
+    ConsumeOutcome, ConsumeRequest, ManualClock, ProofId, RedisStore, RedisStoreError, RedisStoreSettings, StaticKeys,
+    UsageStore, Verifier, VerifierSettings,
 };
 use std::sync::Arc;
 
@@ -80,38 +79,8 @@ async fn race_between_two_verifiers(cluster: &RedisCluster, a: &Arc<RedisStore>,
         ))
     };
     let verifiers = [v(a), v(b)];
-    let client = DpopKey::generate(Algorithm::ES256).unwrap();
-    let url = format!("{AUDIENCE}/payments/7");
     let limit = 37;
-    let token = issuer.token(&client, "POST:/payments/:id", limit);
-    let proofs: Vec<String> = (0..1000).map(|_| client.proof("POST", &url, Some(&token), None, NOW).unwrap()).collect();
-    let tasks: Vec<_> = proofs
-        .into_iter()
-        .enumerate()
-        .map(|(i, proof)| {
-            let (v, token, url) = (verifiers[i % 2].clone(), token.clone(), url.clone());
-            tokio::spawn(async move {
-                let auth = format!("DPoP {token}");
-                let req = PresentedRequest {
-                    method: "POST",
-                    url: &url,
-                    authorization: Some(&auth),
-                    dpop: &[&proof],
-                    peer_certificate: None,
-                };
-                v.verify(&req).await
-            })
-        })
-        .collect();
-    let mut used = Vec::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(cap) => used.push(cap.used),
-            Err(Rejection::InvalidToken(TokenError::Exhausted)) => {}
-            Err(other) => panic!("unexpected rejection {other:?}"),
-        }
-    }
-    used.sort_unstable();
+    let used = race_one_token(&issuer, &verifiers, limit).await;
     assert_eq!(used, (1..=limit).collect::<Vec<_>>());
     let _ = cluster;
 }

@@ -76,3 +76,44 @@ impl Issuer {
 
 pub mod jwks;
 pub mod redis;
+
+/// Sends 1,000 requests of one `limit`-use token for `POST:/payments/:id`,
+/// each with a fresh proof made up front (so the race is between
+/// verifications only), all at once, spread over `verifiers` in turn.
+/// Returns the sorted `used` numbers of the accepted requests; any refusal
+/// other than `exhausted` fails the test.
+pub async fn race_one_token(issuer: &Issuer, verifiers: &[Arc<Verifier>], limit: u32) -> Vec<u32> {
+    use ekey_verifier::{PresentedRequest, Rejection, TokenError};
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, "POST:/payments/:id", limit);
+    let url = format!("{AUDIENCE}/payments/7");
+    let proofs: Vec<String> = (0..1000).map(|_| client.proof("POST", &url, Some(&token), None, NOW).unwrap()).collect();
+    let tasks: Vec<_> = proofs
+        .into_iter()
+        .enumerate()
+        .map(|(i, proof)| {
+            let (v, token, url) = (verifiers[i % verifiers.len()].clone(), token.clone(), url.clone());
+            tokio::spawn(async move {
+                let auth = format!("DPoP {token}");
+                let req = PresentedRequest {
+                    method: "POST",
+                    url: &url,
+                    authorization: Some(&auth),
+                    dpop: &[&proof],
+                    peer_certificate: None,
+                };
+                v.verify(&req).await
+            })
+        })
+        .collect();
+    let mut used = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(cap) => used.push(cap.used),
+            Err(Rejection::InvalidToken(TokenError::Exhausted)) => {}
+            Err(other) => panic!("unexpected rejection {other:?}"),
+        }
+    }
+    used.sort_unstable();
+    used
+}

@@ -24,3 +24,8 @@ async fn dpop_nonce_reaches_the_client() {
 async fn client_cannot_spoof_original_request_or_identity() {
     proxy_cases::client_cannot_spoof_through_proxy(Nginx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_unavailable_reaches_the_client_as_503() {
+    proxy_cases::unavailable_is_503(Nginx).await;
+}

@@ -20,8 +20,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(kind: ProxyKind, nonces: bool) -> Stack {
+        Self::start_with(kind, GatewayOptions { nonces, ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) }).await
+    }
+
+    pub async fn start_with(kind: ProxyKind, opts: GatewayOptions<'_>) -> Stack {
         let issuer = Issuer::new().unwrap();
-        let opts = GatewayOptions { nonces, ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) };
         let gateway = Gateway::start(&issuer, &opts).await.unwrap();
         let upstream = Upstream::start(true).await.unwrap();
         let proxy = Proxy::start(kind, gateway.addr, upstream.addr).unwrap();
@@ -150,4 +153,24 @@ pub async fn client_cannot_spoof_through_proxy(kind: ProxyKind) {
     .unwrap();
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{a:?}");
     assert_eq!(s.upstream.count(), 1);
+}
+
+/// The gateway cannot decide (the issuer's JWKS is unreachable: it fails
+/// closed with 503): the client gets 503 with `Retry-After` through the proxy
+/// — nginx's `auth_request` alone would answer 500 — and nothing reaches the
+/// upstream.
+pub async fn unavailable_is_503(kind: ProxyKind) {
+    let dead = crate::support::free_port().unwrap();
+    let opts = GatewayOptions {
+        jwks_url: Some(format!("http://127.0.0.1:{dead}/jwks")),
+        ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"])
+    };
+    let s = Stack::start_with(kind, opts).await;
+    let token = s.token(1);
+    let url = s.external("/payments/42");
+    let (a, _) = dpop_call(s.proxy.addr(), &s.client, &token, "POST", "/payments/42", &url, None, &[]).await.unwrap();
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{a:?} {}", s.proxy.log_text());
+    assert_eq!(a.header("retry-after"), "1", "{a:?}");
+    assert_eq!(a.header("x-ekey-reason"), "store_unavailable", "{a:?}");
+    assert_eq!(s.upstream.count(), 0);
 }

@@ -73,9 +73,11 @@ async fn serve(path: &std::path::Path) -> Result<(), Failure> {
 async fn run(config: &Config, telemetry: &Telemetry) -> Result<(), Failure> {
     let service = Arc::new(build(config, telemetry).await.map_err(failure)?);
     let bound = Bound::bind(config).await.map_err(failure)?;
-    println!("listening on {}", bound.local_addr());
-    println!("admin listening on {}", bound.admin_addr());
-    let _ = std::io::stdout().flush();
+    // Not println!: a closed standard output must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {}\nadmin listening on {}", bound.local_addr(), bound.admin_addr());
+    let _ = out.flush();
+    drop(out);
     let (otlp_metrics, otlp_traces) = telemetry.otlp_endpoints();
     tracing::info!(
         addr = %bound.local_addr(), admin = %bound.admin_addr(), otlp_metrics, otlp_traces,

@@ -51,8 +51,10 @@ async fn serve_answers_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut child = Killed(child);
+    // Kept open until the end: the gateway goes on writing to standard output.
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let addr: std::net::SocketAddr = line.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
 
     assert_eq!(send(addr, "GET", "/healthz", &[]).await.unwrap().status, StatusCode::OK);

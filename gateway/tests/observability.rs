@@ -94,9 +94,11 @@ fn attr<'a>(attributes: &'a BTreeMap<String, String>, key: &str) -> Option<&'a s
 }
 
 /// Decision counts by `ekey.outcome` in one export of `ekey.verify.decisions`.
+/// The non-zero decision counts by outcome (every outcome starts at 0).
 fn decision_counts(m: &ReceivedMetric) -> BTreeMap<String, f64> {
     m.points
         .iter()
+        .filter(|p| p.value.unwrap_or(0.0) > 0.0)
         .map(|p| (attr(&p.attributes, "ekey.outcome").unwrap_or("?").to_owned(), p.value.unwrap_or(0.0)))
         .collect()
 }
@@ -128,6 +130,10 @@ async fn otlp_round_trip(receiver: OtlpReceiver, protocol: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(decision_counts(&decisions), want, "{decisions:?}");
+    // The other outcomes are there from the start, at 0, so alerts on
+    // increase() see the first one.
+    let zero = decisions.points.iter().find(|p| attr(&p.attributes, "ekey.outcome") == Some("store_unavailable"));
+    assert_eq!(zero.and_then(|p| p.value), Some(0.0), "{decisions:?}");
     assert_eq!((decisions.unit.as_str(), decisions.kind), ("{decision}", "sum"));
     assert_eq!(decisions.resource.get("service.name").map(String::as_str), Some("ekey-gateway"));
 

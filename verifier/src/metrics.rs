@@ -119,6 +119,11 @@ impl VerifierMetrics {
             .build();
         let outcomes = Outcome::ALL.map(|o| [KeyValue::new(OUTCOME_KEY, o.as_str())]);
         let jwks = ["updated", "not_modified", "error"].map(|r| [KeyValue::new(JWKS_RESULT_KEY, r)]);
+        // Every outcome's series starts at 0, so the first refusal of a kind
+        // (e.g. store_unavailable) already shows as an increase in alert rules.
+        for attrs in &outcomes {
+            decisions.add(0, attrs);
+        }
         Self { inner: Arc::new(Instruments { decisions, duration, store_duration, jwks_refreshes, outcomes, jwks }) }
     }
 

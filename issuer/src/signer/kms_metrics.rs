@@ -34,6 +34,10 @@ pub(crate) enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in the order above.
+    pub(crate) const ALL: [Self; 5] =
+        [Self::Throttled, Self::Timeout, Self::Unavailable, Self::Rejected, Self::CircuitOpen];
+
     /// The `error.type` value.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -55,8 +59,10 @@ pub(crate) struct KmsMetrics {
 
 impl KmsMetrics {
     /// Creates the instruments on `meter`.
+    /// Every `error.type` series starts at 0, so the first failure already
+    /// shows as an increase to `increase()`/`rate()` in alert rules.
     pub(crate) fn new(meter: &Meter) -> Self {
-        Self {
+        let metrics = Self {
             duration: meter
                 .f64_histogram(KMS_SIGN_DURATION)
                 .with_unit("s")
@@ -67,7 +73,11 @@ impl KmsMetrics {
                 .with_unit("{error}")
                 .with_description("Failed KMS Sign calls, by error type.")
                 .build(),
+        };
+        for kind in FailureKind::ALL {
+            metrics.errors.add(0, &[KeyValue::new("error.type", kind.as_str())]);
         }
+        metrics
     }
 
     /// Counts one failure (for a refusal without a call: `circuit_open`).
@@ -117,5 +127,30 @@ impl Drop for CallTimer<'_> {
         if !self.done {
             self.record(Some(FailureKind::Timeout));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekey_telemetry::{AuditConfig, AuditSinkKind, OtlpMode, Telemetry, TelemetryConfig};
+
+    /// Before any failure, `/metrics` already has every `error.type` at 0.
+    #[tokio::test]
+    async fn every_error_type_starts_at_zero() {
+        let cfg = TelemetryConfig { otlp: OtlpMode::Off, ..TelemetryConfig::default() };
+        let telemetry =
+            Telemetry::start("test", "0", &cfg, &AuditConfig { sink: AuditSinkKind::Off, path: None }).unwrap();
+        let _metrics = KmsMetrics::new(&telemetry.meter("test"));
+        let text = telemetry.prometheus_text().unwrap();
+        for kind in FailureKind::ALL {
+            let label = format!("error_type=\"{}\"", kind.as_str());
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("ekey_kms_sign_errors_total{") && l.contains(&label) && l.ends_with(" 0")),
+                "{label}:\n{text}"
+            );
+        }
+        telemetry.shutdown().await;
     }
 }

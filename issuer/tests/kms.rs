@@ -121,14 +121,7 @@ async fn kms_outage_gives_fast_503s_and_not_ready_then_recovers_without_restart(
     bounded(async {
         let moto = Moto::start();
         let mut proxy = Proxy::start(&moto.endpoint).await;
-        let settings = KmsSettings {
-            timeout: Duration::from_secs(2),
-            attempt_timeout: Duration::from_millis(500),
-            max_attempts: 2,
-            breaker_failures: 3,
-            breaker_cooldown: Duration::from_secs(1),
-            ..KmsSettings::default()
-        };
+        let settings = outage_settings(2, 3);
         let alias = create_key(&moto.endpoint, KeySpec::EccNistP256, "ekey-outage").await;
         let signer =
             Arc::new(KmsSigner::connect(client(&proxy.endpoint(), settings.clone()), &alias, None).await.unwrap());

@@ -10,9 +10,9 @@ mod common;
 use aws_sdk_kms::types::KeySpec;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::kms::{client, create_key, Moto, Proxy};
+use common::kms::{client, create_key, outage_settings, Moto, Proxy};
 use common::*;
-use ekey_issuer::{Config, KmsSettings, KmsSigner, Providers, Server, ServerHandle, SERVICE_NAME};
+use ekey_issuer::{Config, KmsSigner, Providers, Server, ServerHandle, SERVICE_NAME};
 use ekey_telemetry::audit::AUDIT_FIELDS;
 use ekey_telemetry::receiver::{promtool_check_metrics, OtlpReceiver, ReceivedMetric};
 use ekey_telemetry::OtlpProtocol;
@@ -576,14 +576,7 @@ async fn readiness_follows_a_kms_outage() {
     bounded(async {
         let moto = Moto::start();
         let mut proxy = Proxy::start(&moto.endpoint).await;
-        let settings = KmsSettings {
-            timeout: Duration::from_secs(2),
-            attempt_timeout: Duration::from_millis(500),
-            max_attempts: 1,
-            breaker_failures: 2,
-            breaker_cooldown: Duration::from_secs(1),
-            ..KmsSettings::default()
-        };
+        let settings = outage_settings(1, 2);
         let alias = create_key(&moto.endpoint, KeySpec::EccNistP256, "ekey-readyz").await;
         let config = config("[telemetry]\notlp = \"off\"\n[audit]\nsink = \"off\"");
         let providers = Providers::from_config(&config).await.unwrap();

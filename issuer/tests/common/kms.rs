@@ -189,3 +189,17 @@ pub async fn create_key(endpoint: &str, spec: KeySpec, alias: &str) -> String {
     kms.create_alias().alias_name(&alias).target_key_id(id).send().await.unwrap();
     alias
 }
+
+/// Settings that make an outage show within a couple of seconds: a 2 s call
+/// budget, 500 ms attempts, `max_attempts`, and a breaker that opens after
+/// `breaker_failures` and tries again after 1 s.
+pub fn outage_settings(max_attempts: u32, breaker_failures: u32) -> KmsSettings {
+    KmsSettings {
+        timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_millis(500),
+        max_attempts,
+        breaker_failures,
+        breaker_cooldown: Duration::from_secs(1),
+        ..KmsSettings::default()
+    }
+}

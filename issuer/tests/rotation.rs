@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
-const SECRET: &str = "rotation-test-client-secret-0123";
 const AUDIENCE: &str = "https://api.example";
 /// `endpoints.jwks_max_age`: short, so the test runs in seconds. The rules
 /// scale with it.
@@ -90,18 +89,10 @@ async fn stage_with_max_age(front: &Front, dir: &TempDir, signing: &str, max_age
             jwks_max_age = {max_age}
             [signing_key]
             {signing}
-            [[clients]]
-            id = "worker"
-            auth = "client_secret_basic"
-            secret_sha256 = "{}"
-            [[templates]]
-            name = "payments.create"
-            clients = ["worker"]
-            actions = ["POST:/payments/:id"]
-            audience = "{AUDIENCE}"
+            {}
             "#,
             front.addr,
-            sha256_hex(SECRET.as_bytes())
+            worker_toml(AUDIENCE)
         ),
         &dir.0,
         &|_| Ok(None),
@@ -126,9 +117,13 @@ async fn token(front: SocketAddr, key: &DpopKey) -> Result<String, String> {
     let endpoint = format!("http://{front}/token");
     let proof = key.proof("POST", &endpoint, None, None, now()).unwrap();
     let details = json!([{"type": "ekey_capability", "action": "POST:/payments/1"}]).to_string();
-    let res =
-        token_request(&endpoint, Auth::Basic("worker", SECRET), Some(proof), &[("authorization_details", &details)])
-            .await;
+    let res = token_request(
+        &endpoint,
+        Auth::Basic("worker", WORKER_SECRET),
+        Some(proof),
+        &[("authorization_details", &details)],
+    )
+    .await;
     if res.status != 200 {
         return Err(format!("{} {:?}", res.status, res.body));
     }

@@ -225,6 +225,8 @@ pub fn run_units_under_systemd(timeout: Duration) {
 
     // Unit files for systemd's /run/systemd/system: the shipped ones with
     // the built binaries, their drop-ins, and a target that wants both.
+    // network-online.target is masked: the host's network belongs to the
+    // host, and nothing of it may be started from the test's systemd.
     let units = dir.join("units");
     for (name, text, drop_in) in [
         ("ekey-issuer.service", &issuer_unit_text, &issuer_drop_in),
@@ -249,6 +251,7 @@ pub fn run_units_under_systemd(timeout: Duration) {
          mount --make-rshared /\n\
          mkdir -p /run/systemd/system {TEST_CLIENTS_DIR}\n\
          cp -r {units}/. /run/systemd/system/\n\
+         ln -s /dev/null /run/systemd/system/network-online.target\n\
          cp {clients}/*.jwks.json {TEST_CLIENTS_DIR}\n\
          chmod -R a+rX /run/ekey-test\n\
          exec env container=ekey-test {systemd} --system --unit=ekey-test.target\n",

@@ -611,6 +611,25 @@ fn the_configs_load_and_agree_with_the_objects_around_them() {
         assert!(annotation("ssl-cert").is_null(), "{what}: the NLB must not terminate TLS");
         assert!(annotation("proxy-protocol").is_null(), "{what}: the issuer does not read the PROXY protocol");
 
+        // Its NetworkPolicy: the token endpoint open to all, the admin
+        // listener to Prometheus and narrow address blocks (the NLB's
+        // subnets) only.
+        let policy = find(&rendered, "NetworkPolicy", "ekey-issuer");
+        let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+        let for_port =
+            |port: &'static str| rules.iter().filter(move |r| r["ports"].to_string().contains(&format!("\"{port}\"")));
+        assert!(for_port("https").all(|r| r["from"].is_null()), "{what}: the token endpoint is open to all");
+        let admin_peers: Vec<&Value> = for_port("admin").flat_map(|r| r["from"].as_array().expect("from")).collect();
+        assert!(!admin_peers.is_empty(), "{what}: the admin port is restricted");
+        for peer in admin_peers {
+            if let Some(cidr) = peer["ipBlock"]["cidr"].as_str() {
+                let bits: u8 = cidr.split('/').nth(1).and_then(|b| b.parse().ok()).expect("a CIDR");
+                assert!(bits >= 20, "{what}: admin port open to {cidr}: name the NLB's subnets, not a whole network");
+            } else {
+                assert_eq!(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "monitoring");
+            }
+        }
+
         // Its certificate names the issuer's host.
         let certificate = find(&rendered, "Certificate", "ekey-issuer-tls");
         let names: Vec<&str> = certificate["spec"]["dnsNames"].as_array().expect("dnsNames").iter().map(s).collect();

@@ -33,22 +33,35 @@ pub enum JwsError {
     Typ(&'static str),
 }
 
-/// The members a header may carry that we look at.
+/// The members a header may carry that we look at. A member set to `null` is
+/// refused, never read as absent: `"crit": null` or `"jwk": null` must not
+/// pass the checks that their absence passes.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Header {
     pub alg: String,
+    #[serde(default, deserialize_with = "json::non_null")]
     pub typ: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     pub kid: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     pub jwk: Option<RawJwk>,
+    #[serde(default, deserialize_with = "json::non_null")]
     jku: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5u: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5c: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5t: Present,
-    #[serde(rename = "x5t#S256")]
+    #[serde(rename = "x5t#S256", default, deserialize_with = "json::non_null")]
     x5t_s256: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     crit: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     zip: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     enc: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     b64: Present,
 }
 
@@ -164,6 +177,20 @@ mod tests {
         for (typ, ok) in [("ekey+jwt", true), ("application/EKEY+JWT", true), ("JWT", false), ("dpop+jwt", false)] {
             let t = jws(&format!(r#"{{"alg":"ES256","typ":"{typ}"}}"#), "{}");
             assert_eq!(Compact::parse(&t, 8192).unwrap().header.require_typ("ekey+jwt").is_ok(), ok, "{typ}");
+        }
+    }
+
+    #[test]
+    fn null_members_refused_not_read_as_absent() {
+        for member in ["crit", "b64", "jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "zip", "enc", "typ", "kid", "alg"]
+        {
+            let mut header = serde_json::json!({"alg": "ES256", "typ": "ekey+jwt", "kid": "k"});
+            header[member] = serde_json::Value::Null;
+            let t = jws(&header.to_string(), "{}");
+            match Compact::parse(&t, 8192) {
+                Err(JwsError::Header(JsonError::Malformed(why))) => assert!(why.contains("null"), "{member}: {why}"),
+                other => panic!("{member}: null accepted or wrong error: {other:?}"),
+            }
         }
     }
 

@@ -101,7 +101,9 @@ pub use crate::jose::json::{non_null, JsonError, MAX_JSON_DEPTH, MAX_JSON_MEMBER
 pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk};
 pub use crate::jose::jws::JwsError;
 pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
-pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsError, VerifiedJws};
+pub use crate::jose::verify::{
+    from_json_strict, verify_compact_jws, verify_compact_jwt, CompactJwsError, KeyHint, VerifiedJws,
+};
 #[cfg(feature = "http-jwks")]
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};

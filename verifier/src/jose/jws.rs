@@ -137,7 +137,8 @@ impl<'a> Compact<'a> {
         Ok(Self { signing_input: &input[..h.len() + 1 + p.len()], header, payload_b64: p, signature })
     }
 
-    /// Decodes the payload (call only after the signature checked out).
+    /// Decodes the payload: after the signature checked out, or before it
+    /// only to choose the key (see [`super::verify::KeyHint`]).
     pub(crate) fn payload(&self) -> Result<Vec<u8>, JwsError> {
         b64::decode(self.payload_b64).ok_or(JwsError::Encoding("payload"))
     }

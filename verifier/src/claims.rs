@@ -2,7 +2,7 @@
 //! writes them and the verifier that reads them.
 
 use crate::capability::ActionPattern;
-use crate::jose::json::non_null;
+use crate::jose::json::{non_null, object};
 use serde::{Deserialize, Serialize};
 
 /// Upper bound for any numeric date: year 5138. Larger values are refused
@@ -60,7 +60,7 @@ impl Serialize for Confirmation {
 
 impl<'de> Deserialize<'de> for Confirmation {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match RawCnf::deserialize(d)? {
+        match object::<_, RawCnf>(d)? {
             RawCnf { jkt: Some(j), x5t_s256: None } => Ok(Self::Jkt(j)),
             RawCnf { jkt: None, x5t_s256: Some(x) } => Ok(Self::X5tS256(x)),
             RawCnf { jkt: Some(_), x5t_s256: Some(_) } => {
@@ -110,6 +110,7 @@ pub struct Claims {
     /// The trace id: ≥ 128 random bits, base64url.
     pub jti: String,
     /// What the token allows.
+    #[serde(deserialize_with = "object")]
     pub cap: Capability,
     /// The key it is bound to.
     pub cnf: Confirmation,
@@ -218,6 +219,16 @@ mod tests {
             let mut c = good.clone();
             edit(&mut c);
             assert!(serde_json::from_value::<Claims>(c).is_err(), "{what}: null accepted");
+        }
+    }
+
+    #[test]
+    fn cap_and_cnf_are_objects() {
+        let good = serde_json::to_value(claims()).unwrap();
+        for (member, array) in [("cnf", serde_json::json!(["x"])), ("cap", serde_json::json!(["GET:/a/:id", "s", 2]))] {
+            let mut c = good.clone();
+            c[member] = array;
+            assert!(serde_json::from_value::<Claims>(c).is_err(), "{member} as an array accepted");
         }
     }
 

@@ -186,7 +186,7 @@ impl ProofVerifier {
         }
         let payload = jws.payload()?;
         let claims: ProofClaims =
-            json::from_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
+            json::from_object_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
         self.check_claims(claims, jwk, expect)
     }
 

@@ -9,6 +9,7 @@
 //! cost is linear in the input: one hash set of names per object, and caps on
 //! members per object and on nesting that stop a hostile text early.
 
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{
     DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor,
 };
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// Most members one JSON object may have.
 ///
@@ -59,6 +61,39 @@ pub enum JsonError {
 pub(crate) fn from_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, JsonError> {
     check(input, MAX_JSON_MEMBERS)?;
     serde_json::from_slice(input).map_err(|e| JsonError::Malformed(e.to_string()))
+}
+
+/// [`from_slice`] for a JSON object only: serde's derived structs also read
+/// arrays (`["ES256"]` as a header whose `alg` is ES256), and no JOSE header,
+/// JWT claims set or proof is one.
+pub(crate) fn from_object_slice<T: DeserializeOwned>(input: &[u8]) -> Result<T, JsonError> {
+    check(input, MAX_JSON_MEMBERS)?;
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let value = object(&mut de).map_err(|e| JsonError::Malformed(e.to_string()))?;
+    de.end().map_err(|e| JsonError::Malformed(e.to_string()))?;
+    Ok(value)
+}
+
+/// A serde `deserialize_with` helper: `T` from a JSON object only (see
+/// [`from_object_slice`]), for members such as `cap` and `cnf`.
+pub(crate) fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct ObjectVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// [`object`] for an optional member that may be absent (with `default`) but
+/// never `null`.
+pub(crate) fn non_null_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    object(d).map(Some)
 }
 
 /// The shape check of [`from_slice`], with the member cap as a parameter so
@@ -339,6 +374,32 @@ mod tests {
             let err = from_slice::<Members>(null.as_bytes()).unwrap_err();
             assert!(matches!(&err, JsonError::Malformed(m) if m.contains("invalid type: null")), "{null}: {err}");
         }
+    }
+
+    #[test]
+    fn structs_only_from_objects() {
+        #[derive(Debug, Deserialize)]
+        struct Header {
+            alg: String,
+            #[serde(default, deserialize_with = "non_null")]
+            typ: Option<String>,
+            #[serde(default, deserialize_with = "non_null_object")]
+            jwk: Option<std::collections::BTreeMap<String, String>>,
+        }
+        let h: Header = from_object_slice(br#"{"alg":"ES256","jwk":{"kty":"EC"}}"#).unwrap();
+        assert_eq!((h.alg.as_str(), h.typ, h.jwk.map(|j| j.len())), ("ES256", None, Some(1)));
+        // serde's derived structs read arrays too; a header or claims set is never one.
+        assert!(from_slice::<Header>(br#"["ES256"]"#).is_ok());
+        for bad in
+            [r#"["ES256"]"#, r#"["ES256","x"]"#, r#"{"alg":"ES256","jwk":["EC"]}"#, r#"{"alg":"ES256","jwk":null}"#]
+        {
+            assert!(matches!(from_object_slice::<Header>(bad.as_bytes()), Err(JsonError::Malformed(_))), "{bad}");
+        }
+        assert!(matches!(from_object_slice::<Header>(br#"{"alg":"ES256"} {}"#), Err(JsonError::Malformed(_))));
+        assert_eq!(
+            from_object_slice::<Header>(br#"{"alg":"ES256","alg":"x"}"#).unwrap_err(),
+            JsonError::DuplicateMember
+        );
     }
 
     #[test]

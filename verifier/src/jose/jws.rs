@@ -43,7 +43,7 @@ pub(crate) struct Header {
     pub typ: Option<String>,
     #[serde(default, deserialize_with = "json::non_null")]
     pub kid: Option<String>,
-    #[serde(default, deserialize_with = "json::non_null")]
+    #[serde(default, deserialize_with = "json::non_null_object")]
     pub jwk: Option<RawJwk>,
     #[serde(default, deserialize_with = "json::non_null")]
     jku: Present,
@@ -133,7 +133,7 @@ impl<'a> Compact<'a> {
         if p.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
             return Err(JwsError::Encoding("payload"));
         }
-        let header = json::from_slice(&header_json).map_err(JwsError::Header)?;
+        let header = json::from_object_slice(&header_json).map_err(JwsError::Header)?;
         Ok(Self { signing_input: &input[..h.len() + 1 + p.len()], header, payload_b64: p, signature })
     }
 
@@ -169,6 +169,10 @@ mod tests {
         assert_eq!(Compact::parse("a.b.c.d", 100).unwrap_err(), JwsError::NotCompact);
         assert_eq!(Compact::parse("..", 100).unwrap_err(), JwsError::NotCompact);
         assert_eq!(Compact::parse(&"a".repeat(101), 100).unwrap_err(), JwsError::TooLarge(100));
+        for not_object in [r#"["ES256"]"#, r#"["ES256","ekey+jwt","k"]"#, r#"{"alg":"ES256","jwk":["EC"]}"#] {
+            let t = jws(not_object, "{}");
+            assert!(matches!(Compact::parse(&t, 8192), Err(JwsError::Header(JsonError::Malformed(_)))), "{not_object}");
+        }
         let t = jws(r#"{"alg":"ES256","alg":"none"}"#, "{}");
         assert_eq!(Compact::parse(&t, 8192).unwrap_err(), JwsError::Header(JsonError::DuplicateMember));
     }

@@ -117,7 +117,7 @@ fn verify<T: DeserializeOwned>(
     // The payload is read before the signature only when the key depends on it.
     let unverified = if read_subject { Some(jws.payload()?) } else { None };
     let subject = match &unverified {
-        Some(payload) => json::from_slice::<Subject>(payload).map_err(CompactJwsError::Payload)?,
+        Some(payload) => json::from_object_slice::<Subject>(payload).map_err(CompactJwsError::Payload)?,
         None => Subject { iss: None, sub: None },
     };
     let hint = KeyHint {
@@ -131,10 +131,10 @@ fn verify<T: DeserializeOwned>(
         return Err(CompactJwsError::Signature);
     }
     let payload = match unverified {
-        Some(payload) => payload,
-        None => jws.payload()?,
-    };
-    let payload = json::from_slice(&payload).map_err(CompactJwsError::Payload)?;
+        Some(payload) => json::from_object_slice(&payload),
+        None => json::from_slice(&jws.payload()?),
+    }
+    .map_err(CompactJwsError::Payload)?;
     Ok(VerifiedJws { kid: jws.header.kid, alg, payload })
 }
 

@@ -204,7 +204,8 @@ mod tests {
         with_optionals["tpl"] = "payments".into();
         with_optionals["cap"]["scope"] = "payments.create".into();
         assert!(serde_json::from_value::<Claims>(with_optionals).is_ok());
-        let edits: [(&str, fn(&mut serde_json::Value)); 9] = [
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 9] = [
             ("tpl", |c| c["tpl"] = serde_json::Value::Null),
             ("cap.scope", |c| c["cap"]["scope"] = serde_json::Value::Null),
             ("cap.subcap", |c| c["cap"]["subcap"] = serde_json::Value::Null),

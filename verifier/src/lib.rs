@@ -97,11 +97,13 @@ pub use crate::external_url::{ExternalUrl, ExternalUrlError, ExternalUrlSettings
 pub use crate::htu::{normalize_htu, HtuError};
 pub use crate::jose::alg::{Algorithm, UnknownAlgorithm};
 pub use crate::jose::b64::{encode as b64_encode, sha256_b64};
-pub use crate::jose::json::JsonError;
+pub use crate::jose::json::{non_null, JsonError, MAX_JSON_DEPTH, MAX_JSON_MEMBERS};
 pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk};
 pub use crate::jose::jws::JwsError;
 pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
-pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsError, VerifiedJws};
+pub use crate::jose::verify::{
+    from_json_strict, verify_compact_jws, verify_compact_jwt, CompactJwsError, KeyHint, VerifiedJws,
+};
 #[cfg(feature = "http-jwks")]
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};

@@ -148,7 +148,7 @@ impl TokenVerifier {
             return Err(TokenError::Signature);
         }
         let payload = jws.payload()?;
-        let claims: Claims = json::from_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
+        let claims: Claims = json::from_object_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
         claims.check_shape()?;
         Ok(claims)
     }

@@ -261,6 +261,17 @@ async fn template_refusals() {
         .await;
         assert_eq!(audience.error(), "invalid_authorization_details");
 
+        // Literal segments that would "narrow" :id, but that a router reads
+        // as another resource: never granted, as action or as subcap.
+        for hostile in ["POST:/payments/1%2F..%2Fadmin", "POST:/payments/%2e%2e", "POST:/payments/1%00"] {
+            let a = ask(json!([{"type": "ekey_capability", "action": hostile}])).await;
+            assert_eq!((a.status.as_u16(), a.error().as_str()), (400, "invalid_authorization_details"), "{hostile}");
+            assert!(description(&a).contains("normal form"), "{hostile}: {}", description(&a));
+            let sub = hostile.replace("POST", "GET");
+            let a = ask(json!([{"type": "ekey_capability", "action": "POST:/payments/1", "subcap": [sub]}])).await;
+            assert_eq!(a.error(), "invalid_authorization_details", "subcap {hostile}");
+        }
+
         let ty = ask(json!([{"type": "payment_initiation", "action": "POST:/payments/1"}])).await;
         assert_eq!(ty.error(), "invalid_authorization_details");
 

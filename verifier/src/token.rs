@@ -111,24 +111,41 @@ impl TokenVerifier {
         &self.settings
     }
 
-    /// Signature (or cache hit) and then every claim check against `now`.
-    pub(crate) async fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+    /// Whether the token is authentic: its signature (or a cache hit), the
+    /// shape of its claims, `iss` and `aud`. The claims returned may be
+    /// named in audit logs; they are not yet valid (see
+    /// [`TokenVerifier::check_validity`]).
+    pub(crate) async fn authenticate(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
         if token.len() > self.settings.max_len {
             return Err(JwsError::TooLarge(self.settings.max_len).into());
         }
         let digest = openssl::sha::sha256(token.as_bytes());
         let cached = self.cache.get(&digest).map(|c| Arc::clone(&c));
-        let claims = match cached {
-            Some(c) => c,
+        match cached {
+            Some(c) => Ok(c),
             None => {
                 let claims = Arc::new(self.verify_signature(token).await?);
-                self.check_static(&claims)?;
+                self.check_origin(&claims)?;
                 self.remember(digest, &claims, now);
-                claims
+                Ok(claims)
             }
-        };
-        self.check_time(&claims, now)?;
-        Ok(claims)
+        }
+    }
+
+    /// The checks of an authentic token's lifetime: TTL cap, `exp`, `nbf`,
+    /// `iat` against `now`.
+    pub(crate) fn check_validity(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
+        if c.ttl() > i64::from(self.settings.max_ttl).min(MAX_TTL_SECS) {
+            return Err(TokenError::TtlTooLong);
+        }
+        let leeway = i64::from(self.settings.leeway);
+        if now >= c.exp + leeway {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf > now + leeway || c.iat > now + leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
     }
 
     async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
@@ -153,27 +170,13 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    /// Checks that do not depend on time, done once per distinct token.
-    fn check_static(&self, c: &Claims) -> Result<(), TokenError> {
+    /// Whom the token is from and for, checked once per distinct token.
+    fn check_origin(&self, c: &Claims) -> Result<(), TokenError> {
         if c.iss != self.settings.issuer {
             return Err(TokenError::Issuer);
         }
         if !self.settings.audiences.iter().any(|a| c.aud.contains(a)) {
             return Err(TokenError::Audience);
-        }
-        if c.ttl() > i64::from(self.settings.max_ttl).min(MAX_TTL_SECS) {
-            return Err(TokenError::TtlTooLong);
-        }
-        Ok(())
-    }
-
-    fn check_time(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
-        let leeway = i64::from(self.settings.leeway);
-        if now >= c.exp + leeway {
-            return Err(TokenError::Expired);
-        }
-        if c.nbf > now + leeway || c.iat > now + leeway {
-            return Err(TokenError::NotYetValid);
         }
         Ok(())
     }

@@ -46,7 +46,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
-//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster; `RedisRevocationFeed` |
+//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster; `RedisRevocationFeed`; `RedisConnection`, its connection pool, for other components' fleet-wide state |
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
 //! | `tokio-rustls` | no | `mtls::peer_certificate_der`: the client certificate of a tokio-rustls connection |
@@ -116,6 +116,8 @@ pub use crate::store::{
     ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
 };
 #[cfg(feature = "redis")]
-pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
+pub use crate::store::{
+    redis_error_reason, EvictionCheck, RedisConnection, RedisStore, RedisStoreError, RedisStoreSettings,
+};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

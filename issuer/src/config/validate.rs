@@ -3,6 +3,7 @@
 
 use super::raw::{RawClient, RawConfig, RawTemplate};
 use super::*;
+use crate::ratelimit::RateLimit;
 use ekey_verifier::{ActionPattern, MAX_LIMIT, MAX_TTL_SECS};
 use std::collections::HashSet;
 
@@ -139,6 +140,8 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         header_read_timeout: f.secs("server.header_read_timeout", s.header_read_timeout, 300, 5)?,
         request_timeout: f.secs("server.request_timeout", s.request_timeout, 300, 10)?,
         drain_timeout: f.secs("server.drain_timeout", s.drain_timeout, 3600, 10)?,
+        max_concurrent_streams: f.int("server.max_concurrent_streams", s.max_concurrent_streams, 1..=1000, 100, "")?,
+        replicas: s.replicas.map(|n| f.int("server.replicas", Some(n), 1..=10_000, 1u32, "")).transpose()?,
         tls: s.tls.map(|t| tls(&f, t, base)).transpose()?,
     };
     if issuer.is_none() && !server.listen.ip().is_loopback() {
@@ -199,8 +202,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         )?,
         leeway: f.int("client_auth.leeway", c.leeway, 0..=60, 5, " s")?,
     };
-    let replay =
-        ReplayConfig { capacity: f.int("replay.capacity", raw.replay.capacity, 100..=100_000_000, 100_000, "")? };
+    let replay = super::replay::validate(&f, raw.replay, base)?;
 
     let mut clients: Vec<ClientConfig> = Vec::with_capacity(raw.clients.len());
     for (i, rc) in raw.clients.into_iter().enumerate() {
@@ -220,10 +222,15 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
     check_client_certificates(&f, &server, &clients)?;
 
     let mut templates: Vec<TemplateConfig> = Vec::with_capacity(raw.templates.len());
-    for (i, rt) in raw.templates.into_iter().enumerate() {
+    let mut rate_limits = BTreeMap::new();
+    for (i, mut rt) in raw.templates.into_iter().enumerate() {
+        let (rate, burst) = (rt.rate.take(), rt.burst.take());
         let t = template(&f, i, rt, &clients)?;
         if templates.iter().any(|o| o.name == t.name) {
             return Err(f.err(&format!("templates[{i}].name"), format!("duplicate template name {:?}", t.name)));
+        }
+        if let Some(limit) = rate_limit(&f, i, rate, burst)? {
+            rate_limits.insert(t.name.clone(), limit);
         }
         templates.push(t);
     }
@@ -247,6 +254,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
     }
 
     let revocation = raw.revocation.map(|r| super::revocation::validate(&f, r, base)).transpose()?;
+    warnings.extend(super::replay::fleet_warning(&server, &replay, revocation.is_some()));
 
     let telemetry = raw.telemetry;
     telemetry.validate().map_err(|e| telemetry_error(&f, e))?;
@@ -265,6 +273,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         replay,
         clients,
         templates,
+        rate_limits,
         revocation,
         telemetry,
         audit,
@@ -307,7 +316,30 @@ fn tls(f: &Fields<'_>, t: super::raw::RawTls, base: &Path) -> Result<TlsConfig, 
         tls12: t.tls12.unwrap_or(false),
         chacha20: t.chacha20.unwrap_or(false),
         reload_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+        http2: t.http2.unwrap_or(true),
     })
+}
+
+/// A template's `rate` and `burst`: both absent, or a rate with an
+/// optional burst.
+fn rate_limit(
+    f: &Fields<'_>,
+    i: usize,
+    rate: Option<String>,
+    burst: Option<i64>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    let burst_field = format!("templates[{i}].burst");
+    let burst = burst
+        .map(|b| f.int(&burst_field, Some(b), 1..=i64::from(crate::ratelimit::MAX_COUNT), 1u32, ""))
+        .transpose()?;
+    match rate {
+        None if burst.is_some() => Err(f.err(&burst_field, "set rate too, e.g. rate = \"50/s\"")),
+        None => Ok(None),
+        Some(r) => RateLimit::parse(&r, burst).map(Some).map_err(|e| {
+            let field = if e.starts_with("burst") { burst_field } else { format!("templates[{i}].rate") };
+            f.err(&field, e)
+        }),
+    }
 }
 
 /// Certificate clients need client certificates on the listener, and

@@ -131,6 +131,9 @@ impl AdminApp {
             // bound is for a cache that does not.
             match tokio::time::timeout(self.probe_timeout, self.replay.check()).await {
                 Ok(Ok(())) => None,
+                Ok(Err(crate::replay::ReplayError::Unavailable(why))) => {
+                    Some(format!("replay cache ({}): {why}", self.replay.backend()))
+                }
                 Ok(Err(e)) => Some(format!("replay cache ({}): {e}", self.replay.backend())),
                 Err(_) => Some(format!("replay cache ({}): no answer within {:?}", self.replay.backend(), self.probe_timeout)),
             }

@@ -135,7 +135,9 @@ impl AdminApp {
                     Some(format!("replay cache ({}): {why}", self.replay.backend()))
                 }
                 Ok(Err(e)) => Some(format!("replay cache ({}): {e}", self.replay.backend())),
-                Err(_) => Some(format!("replay cache ({}): no answer within {:?}", self.replay.backend(), self.probe_timeout)),
+                Err(_) => {
+                    Some(format!("replay cache ({}): no answer within {:?}", self.replay.backend(), self.probe_timeout))
+                }
             }
         };
         let (signer, replay) = tokio::join!(signer, replay);

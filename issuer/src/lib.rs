@@ -83,9 +83,7 @@ pub use crate::keyset::{check_schedule, load as load_keys, report as keys_report
 pub use crate::mint::MintError;
 pub use crate::policy::{BindingName, CapabilityRequest, Grant, OfferedBinding, Policy, PolicyError, RequestedVia};
 pub use crate::providers::{Providers, MIN_SECRET_LEN, SERVICE_NAME};
-pub use crate::ratelimit::{
-    Admission, MemoryRateLimiter, RateLimit, RateLimitError, RateLimiter, RedisRateLimiter,
-};
+pub use crate::ratelimit::{Admission, MemoryRateLimiter, RateLimit, RateLimitError, RateLimiter, RedisRateLimiter};
 pub use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayError, ReplayKey, Seen};
 pub use crate::revocation::AdminRevocations;
 pub use crate::routes::{JWKS_PATH, METADATA_PATH, TOKEN_PATH};

@@ -141,19 +141,21 @@ impl Providers {
 /// one connection pool to `[replay.redis]` (connected now, with the
 /// `maxmemory-policy` check, so that a fleet that cannot share state does
 /// not start).
-async fn replay_and_rate_limits(
-    config: &Config,
-) -> Result<(Arc<dyn ReplayCache>, Arc<dyn RateLimiter>), ConfigError> {
+async fn replay_and_rate_limits(config: &Config) -> Result<(Arc<dyn ReplayCache>, Arc<dyn RateLimiter>), ConfigError> {
     match &config.replay.redis {
         None => {
-            let pairs = config.rate_limits.keys().filter_map(|name| config.template(name)).map(|t| {
-                (t.name.as_str(), t.clients.iter().map(String::as_str))
-            });
+            let pairs = config
+                .rate_limits
+                .keys()
+                .filter_map(|name| config.template(name))
+                .map(|t| (t.name.as_str(), t.clients.iter().map(String::as_str)));
             Ok((Arc::new(MemoryReplayCache::new(config.replay.capacity)), Arc::new(MemoryRateLimiter::new(pairs))))
         }
         Some(settings) => {
             let redis = RedisConnection::connect(settings.clone()).await.map_err(|e| match e {
-                RedisStoreError::Config { field, reason } => ConfigError::invalid(format!("replay.redis.{field}"), reason),
+                RedisStoreError::Config { field, reason } => {
+                    ConfigError::invalid(format!("replay.redis.{field}"), reason)
+                }
                 other => ConfigError::invalid("replay.redis", other.to_string()),
             })?;
             let redis = Arc::new(redis);

@@ -41,7 +41,10 @@ impl Fleet {
         let dir = TempDir::new(name);
         dir.write("signing.pem", KeyPair::generate(Algorithm::ES256).unwrap().to_pem());
         let batch = KeyPair::generate(Algorithm::ES256).unwrap();
-        dir.write("batch.jwks.json", serde_json::json!({"keys": [batch.public_jwk().to_json()]}).to_string().as_bytes());
+        dir.write(
+            "batch.jwks.json",
+            serde_json::json!({"keys": [batch.public_jwk().to_json()]}).to_string().as_bytes(),
+        );
         Self { dir, batch }
     }
 
@@ -218,7 +221,9 @@ async fn replays_are_refused_at_every_replica() {
         let others: Vec<&str> = stats
             .lines()
             .filter(|l| l.starts_with("cmdstat_"))
-            .filter(|l| !["cmdstat_set:", "cmdstat_info:", "cmdstat_config|resetstat:"].iter().any(|c| l.starts_with(c)))
+            .filter(|l| {
+                !["cmdstat_set:", "cmdstat_info:", "cmdstat_config|resetstat:"].iter().any(|c| l.starts_with(c))
+            })
             .collect();
         assert!(others.is_empty(), "commands besides SET: {others:?}");
 

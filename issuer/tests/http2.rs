@@ -196,8 +196,7 @@ async fn idle_and_silent_connections_are_closed_slow_requests_are_not() {
         let mut config = pki.anonymous_client(&[&TLS13]);
         config.alpn_protocols = vec![b"h2".to_vec()];
         let name = rustls::pki_types::ServerName::IpAddress(server.public_addr().ip().into());
-        let mut tls =
-            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
         let mut buf = vec![0u8; 4096];
         let ended = tokio::time::timeout(Duration::from_secs(4), async {
             loop {
@@ -223,14 +222,17 @@ async fn plain_listener_stays_http1() {
         )
         .await;
         let tcp = tokio::net::TcpStream::connect(server.public_addr()).await.unwrap();
-        let handshake =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
-                .await;
+        let handshake = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await;
         let served = match handshake {
             Err(_) => false,
             Ok((mut sender, connection)) => {
                 tokio::spawn(connection);
-                let req = http::Request::get(&server.urls().metadata).body(http_body_util::Empty::<Bytes>::new()).unwrap();
+                let req =
+                    http::Request::get(&server.urls().metadata).body(http_body_util::Empty::<Bytes>::new()).unwrap();
                 matches!(tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await, Ok(Ok(_)))
             }
         };

@@ -39,7 +39,10 @@ impl Setup {
     fn new(name: &str) -> Self {
         let dir = TempDir::new(name);
         let batch = KeyPair::generate(Algorithm::ES256).unwrap();
-        dir.write("batch.jwks.json", serde_json::json!({"keys": [batch.public_jwk().to_json()]}).to_string().as_bytes());
+        dir.write(
+            "batch.jwks.json",
+            serde_json::json!({"keys": [batch.public_jwk().to_json()]}).to_string().as_bytes(),
+        );
         Self { dir, batch, key: DpopKey::generate(Algorithm::ES256).unwrap() }
     }
 
@@ -98,10 +101,12 @@ impl Setup {
 
     async fn batch(&self, server: &ServerHandle, jwt: &str, proof: &str) -> Answer {
         let url = format!("http://{}/token", server.public_addr());
-        token_request(&url, Auth::Assertion("batch", jwt.to_owned()), Some(proof.to_owned()), &[(
-            "scope",
-            "payments.create",
-        )])
+        token_request(
+            &url,
+            Auth::Assertion("batch", jwt.to_owned()),
+            Some(proof.to_owned()),
+            &[("scope", "payments.create")],
+        )
         .await
     }
 

@@ -112,12 +112,12 @@ pub use crate::outcome::Outcome;
 #[cfg(feature = "redis")]
 pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
-pub use crate::store::{
-    ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
-};
 #[cfg(feature = "redis")]
 pub use crate::store::{
     redis_error_reason, EvictionCheck, RedisConnection, RedisStore, RedisStoreError, RedisStoreSettings,
+};
+pub use crate::store::{
+    ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
 };
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};

@@ -123,12 +123,14 @@ pub(crate) async fn serve<A: Acceptor, H: Handler>(
     if open > 0 {
         tracing::info!(listener = name, connections = open, "draining");
     }
-    let drained = tokio::time::timeout(limits.drain_timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(limits.drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(listener = name, connections = connections.len(), "drain timed out; closing the remaining connections");
+        tracing::warn!(
+            listener = name,
+            connections = connections.len(),
+            "drain timed out; closing the remaining connections"
+        );
         connections.shutdown().await;
     }
 }

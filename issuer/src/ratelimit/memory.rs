@@ -101,10 +101,7 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(l.admit("a", "pay", &limit).await, Ok(Admission::Admitted));
         }
-        assert_eq!(
-            l.admit("a", "pay", &limit).await,
-            Ok(Admission::Limited { retry_after: Duration::from_secs(1) })
-        );
+        assert_eq!(l.admit("a", "pay", &limit).await, Ok(Admission::Limited { retry_after: Duration::from_secs(1) }));
         // Other pairs have their own budgets.
         assert_eq!(l.admit("b", "pay", &limit).await, Ok(Admission::Admitted));
         assert_eq!(l.admit("a", "read", &limit).await, Ok(Admission::Admitted));

@@ -64,7 +64,9 @@ impl ReplayCache for RedisReplayCache {
             redis::Value::Okay => Ok(Seen::First),
             redis::Value::SimpleString(s) if s == "OK" => Ok(Seen::First),
             redis::Value::Nil => Ok(Seen::Again),
-            _ => Err(ReplayError::Unavailable(self.calls.fail("unexpected reply", "SET NX answered neither OK nor nil"))),
+            _ => {
+                Err(ReplayError::Unavailable(self.calls.fail("unexpected reply", "SET NX answered neither OK nor nil")))
+            }
         }
     }
 

@@ -364,7 +364,10 @@ mod tests {
         assert_eq!(OAuthError::from_policy(&p, RequestedVia::Scope).code(), ErrorCode::UnauthorizedClient);
         assert_eq!(OAuthError::from(ReplayError::Full).code(), ErrorCode::TemporarilyUnavailable);
         let e = OAuthError::from(RateLimitError::Unavailable("redis timeout".into()));
-        assert_eq!((e.code(), e.reason(), e.retry_after()), (ErrorCode::TemporarilyUnavailable, "rate_limiter_unavailable", Some(1)));
+        assert_eq!(
+            (e.code(), e.reason(), e.retry_after()),
+            (ErrorCode::TemporarilyUnavailable, "rate_limiter_unavailable", Some(1))
+        );
     }
 
     #[tokio::test]
@@ -374,7 +377,10 @@ mod tests {
         assert_eq!(OAuthError::rate_limited("pay", Duration::from_secs(3)).retry_after(), Some(3));
         assert_eq!(OAuthError::rate_limited("pay", Duration::ZERO).retry_after(), Some(1));
         let res = e.to_response();
-        assert_eq!((res.status(), &res.headers()["retry-after"]), (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(2u64)));
+        assert_eq!(
+            (res.status(), &res.headers()["retry-after"]),
+            (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(2u64))
+        );
         assert_eq!(res.headers()["cache-control"], "no-store");
         let b = body(res).await;
         assert_eq!(b["error"], "rate_limited");

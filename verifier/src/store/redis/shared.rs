@@ -17,9 +17,9 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
+use super::check_eviction;
 use super::conn::{classify, Backend};
 use super::settings::{RedisStoreError, RedisStoreSettings};
-use super::check_eviction;
 use redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
 /// A pool of multiplexed connections to the Redis (or Redis Cluster) of a

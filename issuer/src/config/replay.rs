@@ -70,3 +70,59 @@ pub(super) fn fleet_warning(server: &ServerConfig, replay: &ReplayConfig, revoca
          set [replay.redis] (or server.replicas = 1 for a single process)"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const KEY: &str = "[signing_key]\ngenerate = true\n";
+
+    fn warnings(text: &str) -> Vec<String> {
+        let c = Config::from_toml_str(&format!("issuer = \"https://i.example\"\n{KEY}{text}")).unwrap();
+        c.warnings.into_iter().filter(|w| w.starts_with("replay:")).collect()
+    }
+
+    #[test]
+    fn fleet_warning_rule() {
+        // One process on loopback: nothing to say.
+        assert!(warnings("").is_empty());
+        // Off loopback, or replicas > 1, or a shared Redis for revocations:
+        // a fleet with per-process state.
+        let w = warnings("[server]\nlisten = \"0.0.0.0:8080\"");
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("(server.listen 0.0.0.0:8080 is not loopback)"), "{w:?}");
+        assert!(warnings("[server]\nreplicas = 2")[0].contains("(server.replicas = 2)"));
+        let revocation = "[revocation]\nadmin_token_file = \"t\"\n[revocation.redis]\nurl = \"redis://r:6379\"\n";
+        assert!(warnings(revocation)[0].contains("[revocation] already uses a shared Redis"));
+        // Saying "one process", or sharing the cache, silences it.
+        assert!(warnings("[server]\nlisten = \"0.0.0.0:8080\"\nreplicas = 1").is_empty());
+        assert!(warnings("[server]\nreplicas = 3\n[replay.redis]\nurl = \"redis://r:6379\"").is_empty());
+    }
+
+    #[test]
+    fn redis_section_is_checked_and_paths_follow_the_file() {
+        let c = Config::from_toml(
+            &format!("{KEY}[replay.redis]\ncluster = [\"rediss://a:1\"]\nca_file = \"ca.pem\"\nkey_prefix = \"fleet\""),
+            Path::new("/etc/ekey"),
+            &|_| Ok(None),
+        )
+        .unwrap();
+        let r = c.replay.redis.unwrap();
+        assert_eq!((r.ca_file.unwrap(), r.key_prefix.as_str()), (Path::new("/etc/ekey/ca.pem").to_path_buf(), "fleet"));
+        assert_eq!(c.replay.capacity, 100_000);
+        let err = |t: &str| Config::from_toml_str(&format!("{KEY}{t}")).unwrap_err().to_string();
+        assert!(err("[replay.redis]\nurl = \"http://r\"").starts_with("replay.redis.url: must start with"));
+        assert!(err("[replay.redis]\n").starts_with("replay.redis.url: set url"));
+        assert!(err("[replay.redis]\nurl = \"redis://r\"\nwait_replicas = 1\nwait_timeout_ms = 10")
+            .starts_with("replay.redis.wait_replicas: not supported"));
+        assert!(err("[replay.redis]\nurl = \"redis://r\"\nkey_prefx = \"x\"").contains("key_prefx"));
+        // From the environment, naming the variable.
+        let env = |name: &str| Ok((name == "EKEY_REPLAY_REDIS_URL").then(|| "redis:/oops".to_string()));
+        let e = Config::from_toml(KEY, Path::new("."), &env).unwrap_err().to_string();
+        assert!(e.starts_with("replay.redis.url (from EKEY_REPLAY_REDIS_URL): "), "{e}");
+        let env = |name: &str| Ok((name == "EKEY_REPLAY_REDIS_URL").then(|| "redis://r:6379".to_string()));
+        let c = Config::from_toml(KEY, Path::new("."), &env).unwrap();
+        assert_eq!(c.replay.redis.unwrap().url.as_deref(), Some("redis://r:6379"));
+    }
+}

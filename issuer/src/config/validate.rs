@@ -746,6 +746,51 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_name_their_field() {
+        let c = with_template(&format!("{GOOD}\nrate = \"50/s\"")).unwrap();
+        let l = c.rate_limit("t").unwrap();
+        assert_eq!((l.count, l.period, l.burst), (50, Duration::from_secs(1), 50));
+        assert!(c.rate_limit("ok").is_none());
+        let l = *with_template(&format!("{GOOD}\nrate = \"10/m\"\nburst = 3")).unwrap().rate_limit("t").unwrap();
+        assert_eq!((l.count, l.burst), (10, 3));
+        assert!(error(&format!("{GOOD}\nrate = \"fast\"")).starts_with("templates[1].rate: "));
+        assert!(error(&format!("{GOOD}\nrate = \"5/d\"")).starts_with("templates[1].rate: unit \"d\""));
+        assert!(error(&format!("{GOOD}\nrate = 5")).contains("rate"));
+        assert_eq!(error(&format!("{GOOD}\nburst = 3")), "templates[1].burst: set rate too, e.g. rate = \"50/s\"");
+        assert_eq!(
+            error(&format!("{GOOD}\nrate = \"1/s\"\nburst = 0")),
+            "templates[1].burst: 0 is below the minimum of 1"
+        );
+        assert!(error(&format!("{GOOD}\nrate = \"1/h\"\nburst = 100"))
+            .starts_with("templates[1].burst: burst 100 at 1 per 3600 s"));
+    }
+
+    #[test]
+    fn http2_settings() {
+        let c = with_template(GOOD).unwrap();
+        assert_eq!((c.server.max_concurrent_streams, c.server.replicas), (100, None));
+        let c = Config::from_toml_str(TLS).unwrap();
+        assert!(c.server.tls.unwrap().http2);
+        let c = Config::from_toml_str(&format!("{TLS}http2 = false")).unwrap();
+        assert!(!c.server.tls.unwrap().http2);
+        let e =
+            Config::from_toml_str("[signing_key]\ngenerate = true\n[server]\nmax_concurrent_streams = 0").unwrap_err();
+        assert_eq!(e.to_string(), "server.max_concurrent_streams: 0 is below the minimum of 1");
+        let env = |name: &str| {
+            Ok(match name {
+                "EKEY_MAX_CONCURRENT_STREAMS" => Some("8".to_string()),
+                "EKEY_REPLICAS" => Some("3".to_string()),
+                _ => None,
+            })
+        };
+        let c = Config::from_toml("[signing_key]\ngenerate = true", Path::new("."), &env).unwrap();
+        assert_eq!((c.server.max_concurrent_streams, c.server.replicas), (8, Some(3)));
+        let env = |name: &str| Ok((name == "EKEY_TLS_HTTP2").then(|| "maybe".to_string()));
+        let e = Config::from_toml(TLS, Path::new("."), &env).unwrap_err();
+        assert!(e.to_string().starts_with("EKEY_TLS_HTTP2: expected true or false"), "{e}");
+    }
+
+    #[test]
     fn unknown_fields_and_wrong_types_are_refused() {
         let e = error(&format!("{GOOD}\nmax_limt = 3"));
         assert!(e.contains("max_limt"), "{e}");

@@ -957,6 +957,9 @@ mod tests {
             SigningKeySource::PemFile { path: PathBuf::from("cfg/keys/issuer-signing.pem"), expect: None }
         );
         assert_eq!(c.template("reports.read").unwrap().audience.len(), 2);
+        assert_eq!(c.rate_limit("payments.create").unwrap().to_string(), "20/s, burst 40");
+        // Listening off loopback with the replay cache in memory: the fleet warning.
+        assert!(c.warnings.iter().any(|w| w.starts_with("replay: ")), "{:?}", c.warnings);
     }
 
     #[test]

@@ -400,6 +400,51 @@ mod tests {
         assert_eq!(OAuthError::from(ReplayError::Full).reason(), "replay_cache_unavailable");
     }
 
+    /// The outcome words of the metrics and audit events, and the error
+    /// table of the issuer guide, list every code.
+    #[test]
+    fn every_code_is_documented() {
+        use ErrorCode::*;
+        let all = [
+            InvalidRequest,
+            InvalidClient,
+            InvalidGrant,
+            UnauthorizedClient,
+            UnsupportedGrantType,
+            InvalidScope,
+            InvalidDpopProof,
+            UseDpopNonce,
+            InvalidAuthorizationDetails,
+            ServerError,
+            TemporarilyUnavailable,
+            RateLimited,
+        ];
+        // A new code must be added above: this match stops compiling.
+        for code in all {
+            match code {
+                InvalidRequest
+                | InvalidClient
+                | InvalidGrant
+                | UnauthorizedClient
+                | UnsupportedGrantType
+                | InvalidScope
+                | InvalidDpopProof
+                | UseDpopNonce
+                | InvalidAuthorizationDetails
+                | ServerError
+                | TemporarilyUnavailable
+                | RateLimited => {}
+            }
+        }
+        let observability = include_str!("../../../docs/observability.md");
+        let outcomes = observability.lines().find(|l| l.starts_with("| `ekey_outcome` (issuance)")).unwrap();
+        let guide = include_str!("../../../docs/issuer.md");
+        for code in all {
+            assert!(outcomes.contains(&format!("`{code}`")), "docs/observability.md: outcome {code} missing");
+            assert!(guide.contains(&format!("| `{code}` | {} |", code.status().as_u16())), "docs/issuer.md: {code}");
+        }
+    }
+
     #[test]
     fn description_characters_are_restricted() {
         let e = OAuthError::new(ErrorCode::InvalidRequest, "a \"quoted\" \\ é\nline");

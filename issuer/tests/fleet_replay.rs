@@ -440,8 +440,10 @@ async fn check_config_warns_about_a_fleet_with_a_per_process_cache() {
         assert!(out.contains(&format!("{warning} (server.replicas = 3)")), "{out}");
         let out = check("single.toml", "replicas = 1");
         assert!(out.starts_with("config OK") && !out.contains("warning: replay"), "{out}");
+        assert!(out.contains(", replay cache memory\n"), "{out}");
         let out = check("shared.toml", &format!("replicas = 3\n[replay.redis]\nurl = \"{}\"", redis.url()));
         assert!(out.starts_with("config OK") && !out.contains("warning: replay"), "{out}");
+        assert!(out.contains(", replay cache redis\n"), "{out}");
 
         // A Redis that cannot be reached stops check-config, naming the field.
         let path = fleet.dir.write(

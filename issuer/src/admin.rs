@@ -5,6 +5,7 @@
 //! like the public listener's (request id, duration, server span).
 
 use crate::http::{finish_observation, text_response, Body, ConnectionInfo, Handler, Observer, OTHER_ROUTE};
+use crate::replay::ReplayCache;
 use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
 use ekey_telemetry::{Telemetry, PROMETHEUS_CONTENT_TYPE};
@@ -29,6 +30,9 @@ pub(crate) const METRICS_PATH: &str = "/metrics";
 #[derive(Debug)]
 pub(crate) struct AdminApp {
     pub signer: Arc<dyn Signer>,
+    /// The replay cache (and, on the same Redis, the rate limits): a
+    /// shared one must answer for the replica to be ready.
+    pub replay: Arc<dyn ReplayCache>,
     /// Set when shutdown starts, so load balancers stop sending traffic
     /// while in-flight requests drain.
     pub draining: Arc<AtomicBool>,
@@ -80,9 +84,15 @@ impl AdminApp {
             HEALTHZ_PATH => text_response(StatusCode::OK, "ok\n"),
             // The config was loaded and checked before the listener was
             // bound, so a process that answers has it; what can change is
-            // the signer and shutdown.
+            // the signer, the shared replay cache and shutdown.
             READYZ_PATH => match self.readiness().await {
-                Ok(()) => text_response(StatusCode::OK, "ready: config loaded, signer ok\n"),
+                Ok(()) if self.replay.backend() == "memory" => {
+                    text_response(StatusCode::OK, "ready: config loaded, signer ok\n")
+                }
+                Ok(()) => text_response(
+                    StatusCode::OK,
+                    format!("ready: config loaded, signer ok, replay cache ({}) ok\n", self.replay.backend()),
+                ),
                 Err(why) => {
                     tracing::warn!(reason = %why, "not ready");
                     text_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
@@ -103,14 +113,39 @@ impl AdminApp {
         }
     }
 
+    /// Every reason not to be ready, checked at once (the signer and the
+    /// replay cache concurrently, each bounded).
     async fn readiness(&self) -> Result<(), String> {
         if self.draining.load(Ordering::SeqCst) {
             return Err("shutting down".into());
         }
-        match tokio::time::timeout(self.probe_timeout, self.signer.ready()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("signer: {e}")),
-            Err(_) => Err(format!("signer: no answer within {:?}", self.probe_timeout)),
+        let signer = async {
+            match tokio::time::timeout(self.probe_timeout, self.signer.ready()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("signer: {e}")),
+                Err(_) => Some(format!("signer: no answer within {:?}", self.probe_timeout)),
+            }
+        };
+        let replay = async {
+            // The cache bounds its own check (request_timeout_ms); this
+            // bound is for a cache that does not.
+            match tokio::time::timeout(self.probe_timeout, self.replay.check()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(crate::replay::ReplayError::Unavailable(why))) => {
+                    Some(format!("replay cache ({}): {why}", self.replay.backend()))
+                }
+                Ok(Err(e)) => Some(format!("replay cache ({}): {e}", self.replay.backend())),
+                Err(_) => {
+                    Some(format!("replay cache ({}): no answer within {:?}", self.replay.backend(), self.probe_timeout))
+                }
+            }
+        };
+        let (signer, replay) = tokio::join!(signer, replay);
+        let reasons: Vec<String> = signer.into_iter().chain(replay).collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
         }
     }
 }
@@ -152,6 +187,7 @@ mod tests {
         .unwrap();
         AdminApp {
             signer,
+            replay: Arc::new(crate::replay::MemoryReplayCache::new(100)),
             draining,
             probe_timeout: Duration::from_secs(1),
             revocations: None,

@@ -32,7 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve with a configuration file (EKEY_* variables override its scalar settings).
     Serve(ServeArgs),
-    /// Load and check a configuration file, its keys, secrets and client keys; serve nothing.
+    /// Load and check a configuration file, its keys, secrets, client keys and
+    /// Redis connections; print its warnings (e.g. a fleet whose replay cache
+    /// is per process); serve nothing.
     CheckConfig(ConfigArgs),
     /// Start a development issuer on loopback: in-memory key, demo clients and templates.
     Dev(DevArgs),

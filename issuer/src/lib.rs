@@ -18,9 +18,9 @@
 //! on a separate admin listener.
 //!
 //! The pieces are traits injected at construction, so that production parts
-//! (a KMS signer, a shared replay cache, a TLS acceptor) fit without changes
-//! to the endpoints: [`Signer`], [`ReplayCache`], [`Acceptor`], and the
-//! verifier's `Clock`.
+//! (a KMS signer, a shared replay cache and rate limiter, a TLS acceptor)
+//! fit without changes to the endpoints: [`Signer`], [`ReplayCache`],
+//! [`RateLimiter`], [`Acceptor`], and the verifier's `Clock`.
 //!
 //! Starting an issuer in-process (tests, embedding):
 //!
@@ -50,12 +50,14 @@ mod clients;
 mod config;
 pub mod dev;
 mod dpop;
+mod fleet;
 mod http;
 mod keyset;
 mod metadata;
 mod mint;
 mod policy;
 mod providers;
+mod ratelimit;
 mod replay;
 mod revocation;
 mod routes;
@@ -81,7 +83,8 @@ pub use crate::keyset::{check_schedule, load as load_keys, report as keys_report
 pub use crate::mint::MintError;
 pub use crate::policy::{BindingName, CapabilityRequest, Grant, OfferedBinding, Policy, PolicyError, RequestedVia};
 pub use crate::providers::{Providers, MIN_SECRET_LEN, SERVICE_NAME};
-pub use crate::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey, Seen};
+pub use crate::ratelimit::{Admission, MemoryRateLimiter, RateLimit, RateLimitError, RateLimiter, RedisRateLimiter};
+pub use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayError, ReplayKey, Seen};
 pub use crate::revocation::AdminRevocations;
 pub use crate::routes::{JWKS_PATH, METADATA_PATH, TOKEN_PATH};
 pub use crate::server::{Bound, PublicUrls, Server, ServerHandle, StartError};

@@ -69,12 +69,14 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     providers.telemetry.shutdown().await;
     let key = providers.keys.active();
     println!(
-        "config OK: issuer {}, {} client(s), {} template(s), signing key {} kid {}",
+        "config OK: issuer {}, {} client(s), {} template(s) ({} rate-limited), signing key {} kid {}, replay cache {}",
         config.issuer.as_deref().unwrap_or("(derived from server.listen)"),
         config.clients.len(),
         config.templates.len(),
+        config.rate_limits.len(),
         key.algorithm(),
-        key.kid()
+        key.kid(),
+        providers.replay.backend()
     );
     for w in &config.warnings {
         println!("warning: {w}");

@@ -1,6 +1,7 @@
 //! Providers: what the config names, made real. Reads key, secret and JWKS
 //! files and environment secrets, builds the signer and checks it, builds the
-//! client registry and the replay cache. Every error names its config field.
+//! client registry, the replay cache and the rate limiter (in this process,
+//! or on the fleet's Redis). Every error names its config field.
 //!
 //! Tests and embedders can swap any piece before [`crate::Server::serve`]:
 //! a failing signer, a manual clock, the telemetry.
@@ -8,11 +9,14 @@
 use crate::clients::{AssertionSettings, ClientRegistry};
 use crate::config::{ClientAuthMethod, Config, ConfigError, JwksSource, SecretSource, SelfSignedSource};
 use crate::keyset::KeySet;
-use crate::replay::{MemoryReplayCache, ReplayCache};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
 use crate::revocation::AdminRevocations;
 use crate::signer::Signer;
 use ekey_telemetry::Telemetry;
-use ekey_verifier::{from_json_strict, Clock, NonceSource, PublicJwk, SystemClock, VerifyingKey};
+use ekey_verifier::{
+    from_json_strict, Clock, NonceSource, PublicJwk, RedisConnection, RedisStoreError, SystemClock, VerifyingKey,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,6 +37,9 @@ pub struct Providers {
     pub clients: ClientRegistry,
     /// Assertion and proof `jti`s.
     pub replay: Arc<dyn ReplayCache>,
+    /// The templates' per-client rate limits (on the same backend as the
+    /// replay cache).
+    pub rate_limiter: Arc<dyn RateLimiter>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// DPoP server nonces, when configured.
@@ -75,10 +82,12 @@ impl Providers {
                 )
             }
         };
+        let (replay, rate_limiter) = replay_and_rate_limits(config).await?;
         Ok(Self {
             keys,
             clients: clients(config)?,
-            replay: Arc::new(MemoryReplayCache::new(config.replay.capacity)),
+            replay,
+            rate_limiter,
             clock: Arc::new(SystemClock),
             dpop_nonce,
             revocations: match &config.revocation {
@@ -119,6 +128,39 @@ impl Providers {
     pub fn with_replay_cache(mut self, replay: Arc<dyn ReplayCache>) -> Self {
         self.replay = replay;
         self
+    }
+
+    /// Replaces the rate limiter.
+    pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate_limiter = limiter;
+        self
+    }
+}
+
+/// The replay cache and the rate limiter: both in this process, or both on
+/// one connection pool to `[replay.redis]` (connected now, with the
+/// `maxmemory-policy` check, so that a fleet that cannot share state does
+/// not start).
+async fn replay_and_rate_limits(config: &Config) -> Result<(Arc<dyn ReplayCache>, Arc<dyn RateLimiter>), ConfigError> {
+    match &config.replay.redis {
+        None => {
+            let pairs = config
+                .rate_limits
+                .keys()
+                .filter_map(|name| config.template(name))
+                .map(|t| (t.name.as_str(), t.clients.iter().map(String::as_str)));
+            Ok((Arc::new(MemoryReplayCache::new(config.replay.capacity)), Arc::new(MemoryRateLimiter::new(pairs))))
+        }
+        Some(settings) => {
+            let redis = RedisConnection::connect(settings.clone()).await.map_err(|e| match e {
+                RedisStoreError::Config { field, reason } => {
+                    ConfigError::invalid(format!("replay.redis.{field}"), reason)
+                }
+                other => ConfigError::invalid("replay.redis", other.to_string()),
+            })?;
+            let redis = Arc::new(redis);
+            Ok((Arc::new(RedisReplayCache::new(Arc::clone(&redis))), Arc::new(RedisRateLimiter::new(redis))))
+        }
     }
 }
 

@@ -190,7 +190,9 @@ impl Server {
             policy: Arc::new(policy),
             dpop,
             minter: Minter::new(Arc::clone(&signer), urls.issuer.clone(), config.signing_key.timeout),
-            replay: providers.replay,
+            replay: Arc::clone(&providers.replay),
+            rate_limiter: Arc::clone(&providers.rate_limiter),
+            rate_limits: config.rate_limits.clone(),
             clock: providers.clock,
             metrics: IssueMetrics::new(&telemetry.meter(crate::SERVICE_NAME)),
             audit: telemetry.audit().clone(),
@@ -208,6 +210,7 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         let admin_app = Arc::new(AdminApp {
             signer,
+            replay: Arc::clone(&providers.replay),
             draining: Arc::clone(&draining),
             probe_timeout: config.signing_key.timeout,
             revocations: providers.revocations.clone(),
@@ -219,6 +222,7 @@ impl Server {
             header_read_timeout: s.header_read_timeout,
             handshake_timeout: s.header_read_timeout,
             drain_timeout: s.drain_timeout,
+            max_concurrent_streams: s.max_concurrent_streams,
         };
         // The admin listener is small and local: a fixed modest limit.
         let admin_limits = Limits { max_connections: 64, ..limits };
@@ -236,6 +240,8 @@ impl Server {
             alg = %providers.keys.active().algorithm(),
             templates = config.templates.len(),
             clients = config.clients.len(),
+            replay = providers.replay.backend(),
+            rate_limits = config.rate_limits.len(),
             "ekey issuer serving"
         );
         Ok(ServerHandle { public_addr, admin_addr, urls, stop, draining, tasks, telemetry })

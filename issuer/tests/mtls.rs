@@ -168,6 +168,8 @@ async fn api(pki: &Pki, issuer: &ServerHandle) -> Api {
             tls12: false,
             chacha20: false,
             reload_interval: None,
+            // This API serves HTTP/1.1 only.
+            http2: false,
         },
         self_signed: vec![openssl::sha::sha256(&pki.self_signed.der)],
     })

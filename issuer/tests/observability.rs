@@ -20,7 +20,6 @@ use ekey_verifier::client::DpopKey;
 use ekey_verifier::{dangerous, Algorithm, KeyPair};
 use http::Method;
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -394,49 +393,6 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// The real binary, killed on drop.
-struct Issuer {
-    child: Child,
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Issuer {
-    /// SIGTERM, then waits (bounded) for a graceful exit.
-    fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the issuer did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// The `listen` and `admin` addresses from the JSON log line "ekey issuer serving".
-async fn serving_addresses(issuer: &mut Issuer, stderr: &std::path::Path) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = std::fs::read_to_string(stderr).unwrap_or_default();
-        for line in log.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
-            if v["message"] == "ekey issuer serving" {
-                return (v["listen"].as_str().unwrap().to_owned(), v["admin"].as_str().unwrap().to_owned());
-            }
-        }
-        if let Some(status) = issuer.child.try_wait().unwrap() {
-            panic!("the issuer exited ({status}):\n{log}");
-        }
-        assert!(Instant::now() < deadline, "the issuer did not start:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_logs_or_audit() {
     bounded(async {
@@ -482,17 +438,8 @@ async fn no_secret_reaches_logs_or_audit() {
             .as_bytes(),
         );
         let (stdout, stderr) = (dir.0.join("stdout.log"), dir.0.join("stderr.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_ekey-issuer"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut issuer = Issuer { child };
-        let (listen, admin) = serving_addresses(&mut issuer, &stderr).await;
+        let mut issuer = common::process::IssuerProcess::serve(&config, &stdout, &stderr);
+        let (listen, admin) = issuer.serving_addresses().await;
         let endpoint = format!("http://{listen}/token");
         let key = DpopKey::generate(Algorithm::ES256).unwrap();
         let mut secrets: Vec<String> = vec![WORKER_SECRET.into(), STANDARD.encode(format!("worker:{WORKER_SECRET}"))];

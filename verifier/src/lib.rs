@@ -50,7 +50,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http-jwks` | yes | [`HttpJwks`]: the issuer's JWKS over HTTP, cached |
-//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster; `RedisRevocationFeed` |
+//! | `redis` | no | `RedisStore`: the fleet-wide usage store on Redis / Redis Cluster; `RedisRevocationFeed`; `RedisConnection`, its connection pool, for other components' fleet-wide state |
 //! | `tower` | no | [`tower::VerifyLayer`]: verifies each request, puts the [`VerifiedCapability`] into its extensions |
 //! | `axum` | no | `tower`, and [`VerifiedCapability`] as an axum extractor |
 //! | `tokio-rustls` | no | `mtls::peer_certificate_der`: the client certificate of a tokio-rustls connection |
@@ -124,10 +124,12 @@ pub use crate::request::PresentedRequest;
 #[cfg(feature = "redis")]
 pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
+#[cfg(feature = "redis")]
+pub use crate::store::{
+    redis_error_reason, EvictionCheck, RedisConnection, RedisStore, RedisStoreError, RedisStoreSettings,
+};
 pub use crate::store::{
     ConsumeOutcome, ConsumeRequest, MemoryStore, MemoryStoreSettings, ProofId, StoreError, UsageStore,
 };
-#[cfg(feature = "redis")]
-pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
 pub use crate::token::{TokenError, TokenSettings};
 pub use crate::verifier::{Binding, VerifiedCapability, Verifier, VerifierSettings};

@@ -62,6 +62,14 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
         c.server.drain_timeout = Some(int(&v)?);
         Ok(())
     }),
+    ("EKEY_MAX_CONCURRENT_STREAMS", "server.max_concurrent_streams", |c, v| {
+        c.server.max_concurrent_streams = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_REPLICAS", "server.replicas", |c, v| {
+        c.server.replicas = Some(int(&v)?);
+        Ok(())
+    }),
     ("EKEY_TLS_CERT", "server.tls.cert", |c, v| {
         c.server.tls.get_or_insert_with(Default::default).cert = Some(PathBuf::from(v));
         Ok(())
@@ -76,6 +84,10 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
     }),
     ("EKEY_TLS_CLIENT_AUTH", "server.tls.client_auth", |c, v| {
         c.server.tls.get_or_insert_with(Default::default).client_auth = Some(v);
+        Ok(())
+    }),
+    ("EKEY_TLS_HTTP2", "server.tls.http2", |c, v| {
+        c.server.tls.get_or_insert_with(Default::default).http2 = Some(boolean(&v)?);
         Ok(())
     }),
     ("EKEY_TOKEN_ENDPOINT", "endpoints.token_endpoint", |c, v| {
@@ -149,6 +161,10 @@ const OVERRIDES: &[(&str, &str, Setter)] = &[
     }),
     ("EKEY_REPLAY_CAPACITY", "replay.capacity", |c, v| {
         c.replay.capacity = Some(int(&v)?);
+        Ok(())
+    }),
+    ("EKEY_REPLAY_REDIS_URL", "replay.redis.url", |c, v| {
+        c.replay.redis.get_or_insert_with(Default::default).url = Some(v);
         Ok(())
     }),
     ("EKEY_REVOCATION_ADMIN_TOKEN_FILE", "revocation.admin_token_file", |c, v| {

@@ -32,6 +32,7 @@
 
 mod env;
 mod raw;
+mod replay;
 mod revocation;
 mod signing;
 mod validate;
@@ -42,7 +43,9 @@ pub use revocation::RevocationConfig;
 pub(crate) use signing::format_rfc3339;
 pub use signing::PublishedKeyConfig;
 
+use crate::ratelimit::RateLimit;
 use ekey_verifier::{Algorithm, PublicJwk};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -109,6 +112,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Capability templates: the policy.
     pub templates: Vec<TemplateConfig>,
+    /// Per-client rate limits by template name, from each template's `rate`
+    /// and `burst`. Defaults to none (no limit).
+    pub rate_limits: BTreeMap<String, RateLimit>,
     /// The revocation API, when `[revocation]` is set.
     pub revocation: Option<RevocationConfig>,
     /// OTLP export of metrics and traces (`[telemetry]`). Prometheus text
@@ -157,6 +163,12 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Time allowed for in-flight requests at shutdown. Defaults to 10 s.
     pub drain_timeout: Duration,
+    /// Most requests in flight at once on one HTTP/2 connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`). Defaults to 100.
+    pub max_concurrent_streams: u32,
+    /// How many replicas serve this configuration, as the operator states
+    /// it. Only `check-config`'s fleet warning reads it. Defaults to unset.
+    pub replicas: Option<u32>,
     /// TLS on the public listener (`[server.tls]`). Defaults to none (plain HTTP).
     pub tls: Option<TlsConfig>,
 }
@@ -180,6 +192,8 @@ pub struct TlsConfig {
     /// How often the files are checked for changes; SIGHUP checks at once.
     /// Defaults to 30 s; `None` (0 in the file) turns polling off.
     pub reload_interval: Option<Duration>,
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`). Defaults to true.
+    pub http2: bool,
 }
 
 /// Client certificates on the public listener.
@@ -317,11 +331,15 @@ pub struct ClientAuthConfig {
     pub leeway: u32,
 }
 
-/// The replay cache.
+/// The replay cache (and where rate limits are counted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayConfig {
-    /// Most `jti`s remembered at once. Defaults to 100 000.
+    /// Most `jti`s remembered at once by the in-memory cache. Defaults to 100 000.
     pub capacity: usize,
+    /// The fleet's Redis (or Redis Cluster), shared by every replica, for
+    /// the replay cache and the rate limits (`[replay.redis]`, the fields of
+    /// docs/replay-store.md). Defaults to none: both in this process.
+    pub redis: Option<ekey_verifier::RedisStoreSettings>,
 }
 
 /// A registered client.
@@ -453,5 +471,10 @@ impl Config {
     /// The template named `name`.
     pub fn template(&self, name: &str) -> Option<&TemplateConfig> {
         self.templates.iter().find(|t| t.name == name)
+    }
+
+    /// The per-client rate limit of template `name`, if it has one.
+    pub fn rate_limit(&self, name: &str) -> Option<&RateLimit> {
+        self.rate_limits.get(name)
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct RawServer {
     pub header_read_timeout: Option<i64>,
     pub request_timeout: Option<i64>,
     pub drain_timeout: Option<i64>,
+    pub max_concurrent_streams: Option<i64>,
+    pub replicas: Option<i64>,
     pub tls: Option<RawTls>,
 }
 
@@ -73,6 +75,7 @@ pub(crate) struct RawTls {
     pub tls12: Option<bool>,
     pub chacha20: Option<bool>,
     pub reload_interval: Option<i64>,
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +111,8 @@ pub(crate) struct RawClientAuth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReplay {
     pub capacity: Option<i64>,
+    /// `[replay.redis]`: the fleet's shared cache (the verifier's settings type).
+    pub redis: Option<ekey_verifier::RedisStoreSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +147,8 @@ pub(crate) struct RawTemplate {
     pub audience: Option<OneOrMany>,
     pub binding: Option<String>,
     pub scope: Option<String>,
+    pub rate: Option<String>,
+    pub burst: Option<i64>,
 }
 
 /// A string or an array of strings.

@@ -2,7 +2,7 @@
 
 use super::validate::Fields;
 use super::ConfigError;
-use ekey_verifier::{RedisStoreError, RedisStoreSettings};
+use ekey_verifier::RedisStoreSettings;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -27,19 +27,10 @@ pub struct RevocationConfig {
 }
 
 pub(super) fn validate(f: &Fields<'_>, raw: RawRevocation, base: &Path) -> Result<RevocationConfig, ConfigError> {
-    let mut redis = raw.redis.ok_or_else(|| f.err("revocation.redis", "required: where revocations are written"))?;
+    let redis = raw.redis.ok_or_else(|| f.err("revocation.redis", "required: where revocations are written"))?;
     let admin_token_file = raw
         .admin_token_file
         .ok_or_else(|| f.err("revocation.admin_token_file", "required: the admin API's bearer token"))?;
-    for p in [&mut redis.password_file, &mut redis.ca_file, &mut redis.client_cert_file, &mut redis.client_key_file]
-        .into_iter()
-        .flatten()
-    {
-        *p = base.join(&*p);
-    }
-    redis.validate().map_err(|e| match e {
-        RedisStoreError::Config { field, reason } => f.err(&format!("revocation.redis.{field}"), reason),
-        other => f.err("revocation.redis", other.to_string()),
-    })?;
+    let redis = super::replay::redis_settings(f, "revocation.redis", redis, base)?;
     Ok(RevocationConfig { redis, admin_token_file: base.join(admin_token_file) })
 }

@@ -3,6 +3,7 @@
 
 use super::raw::{RawClient, RawConfig, RawTemplate};
 use super::*;
+use crate::ratelimit::RateLimit;
 use ekey_verifier::{ActionPattern, MAX_LIMIT, MAX_TTL_SECS};
 use std::collections::HashSet;
 
@@ -139,6 +140,8 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         header_read_timeout: f.secs("server.header_read_timeout", s.header_read_timeout, 300, 5)?,
         request_timeout: f.secs("server.request_timeout", s.request_timeout, 300, 10)?,
         drain_timeout: f.secs("server.drain_timeout", s.drain_timeout, 3600, 10)?,
+        max_concurrent_streams: f.int("server.max_concurrent_streams", s.max_concurrent_streams, 1..=1000, 100, "")?,
+        replicas: s.replicas.map(|n| f.int("server.replicas", Some(n), 1..=10_000, 1u32, "")).transpose()?,
         tls: s.tls.map(|t| tls(&f, t, base)).transpose()?,
     };
     if issuer.is_none() && !server.listen.ip().is_loopback() {
@@ -199,8 +202,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         )?,
         leeway: f.int("client_auth.leeway", c.leeway, 0..=60, 5, " s")?,
     };
-    let replay =
-        ReplayConfig { capacity: f.int("replay.capacity", raw.replay.capacity, 100..=100_000_000, 100_000, "")? };
+    let replay = super::replay::validate(&f, raw.replay, base)?;
 
     let mut clients: Vec<ClientConfig> = Vec::with_capacity(raw.clients.len());
     for (i, rc) in raw.clients.into_iter().enumerate() {
@@ -220,10 +222,15 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
     check_client_certificates(&f, &server, &clients)?;
 
     let mut templates: Vec<TemplateConfig> = Vec::with_capacity(raw.templates.len());
-    for (i, rt) in raw.templates.into_iter().enumerate() {
+    let mut rate_limits = BTreeMap::new();
+    for (i, mut rt) in raw.templates.into_iter().enumerate() {
+        let (rate, burst) = (rt.rate.take(), rt.burst.take());
         let t = template(&f, i, rt, &clients)?;
         if templates.iter().any(|o| o.name == t.name) {
             return Err(f.err(&format!("templates[{i}].name"), format!("duplicate template name {:?}", t.name)));
+        }
+        if let Some(limit) = rate_limit(&f, i, rate, burst)? {
+            rate_limits.insert(t.name.clone(), limit);
         }
         templates.push(t);
     }
@@ -247,6 +254,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
     }
 
     let revocation = raw.revocation.map(|r| super::revocation::validate(&f, r, base)).transpose()?;
+    warnings.extend(super::replay::fleet_warning(&server, &replay, revocation.is_some()));
 
     let telemetry = raw.telemetry;
     telemetry.validate().map_err(|e| telemetry_error(&f, e))?;
@@ -265,6 +273,7 @@ pub(super) fn validate(mut raw: RawConfig, base: &Path) -> Result<Config, Config
         replay,
         clients,
         templates,
+        rate_limits,
         revocation,
         telemetry,
         audit,
@@ -307,7 +316,30 @@ fn tls(f: &Fields<'_>, t: super::raw::RawTls, base: &Path) -> Result<TlsConfig, 
         tls12: t.tls12.unwrap_or(false),
         chacha20: t.chacha20.unwrap_or(false),
         reload_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+        http2: t.http2.unwrap_or(true),
     })
+}
+
+/// A template's `rate` and `burst`: both absent, or a rate with an
+/// optional burst.
+fn rate_limit(
+    f: &Fields<'_>,
+    i: usize,
+    rate: Option<String>,
+    burst: Option<i64>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    let burst_field = format!("templates[{i}].burst");
+    let burst = burst
+        .map(|b| f.int(&burst_field, Some(b), 1..=i64::from(crate::ratelimit::MAX_COUNT), 1u32, ""))
+        .transpose()?;
+    match rate {
+        None if burst.is_some() => Err(f.err(&burst_field, "set rate too, e.g. rate = \"50/s\"")),
+        None => Ok(None),
+        Some(r) => RateLimit::parse(&r, burst).map(Some).map_err(|e| {
+            let field = if e.starts_with("burst") { burst_field } else { format!("templates[{i}].rate") };
+            f.err(&field, e)
+        }),
+    }
 }
 
 /// Certificate clients need client certificates on the listener, and
@@ -716,6 +748,51 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_name_their_field() {
+        let c = with_template(&format!("{GOOD}\nrate = \"50/s\"")).unwrap();
+        let l = c.rate_limit("t").unwrap();
+        assert_eq!((l.count, l.period, l.burst), (50, Duration::from_secs(1), 50));
+        assert!(c.rate_limit("ok").is_none());
+        let l = *with_template(&format!("{GOOD}\nrate = \"10/m\"\nburst = 3")).unwrap().rate_limit("t").unwrap();
+        assert_eq!((l.count, l.burst), (10, 3));
+        assert!(error(&format!("{GOOD}\nrate = \"fast\"")).starts_with("templates[1].rate: "));
+        assert!(error(&format!("{GOOD}\nrate = \"5/d\"")).starts_with("templates[1].rate: unit \"d\""));
+        assert!(error(&format!("{GOOD}\nrate = 5")).contains("rate"));
+        assert_eq!(error(&format!("{GOOD}\nburst = 3")), "templates[1].burst: set rate too, e.g. rate = \"50/s\"");
+        assert_eq!(
+            error(&format!("{GOOD}\nrate = \"1/s\"\nburst = 0")),
+            "templates[1].burst: 0 is below the minimum of 1"
+        );
+        assert!(error(&format!("{GOOD}\nrate = \"1/h\"\nburst = 100"))
+            .starts_with("templates[1].burst: burst 100 at 1 per 3600 s"));
+    }
+
+    #[test]
+    fn http2_settings() {
+        let c = with_template(GOOD).unwrap();
+        assert_eq!((c.server.max_concurrent_streams, c.server.replicas), (100, None));
+        let c = Config::from_toml_str(TLS).unwrap();
+        assert!(c.server.tls.unwrap().http2);
+        let c = Config::from_toml_str(&format!("{TLS}http2 = false")).unwrap();
+        assert!(!c.server.tls.unwrap().http2);
+        let e =
+            Config::from_toml_str("[signing_key]\ngenerate = true\n[server]\nmax_concurrent_streams = 0").unwrap_err();
+        assert_eq!(e.to_string(), "server.max_concurrent_streams: 0 is below the minimum of 1");
+        let env = |name: &str| {
+            Ok(match name {
+                "EKEY_MAX_CONCURRENT_STREAMS" => Some("8".to_string()),
+                "EKEY_REPLICAS" => Some("3".to_string()),
+                _ => None,
+            })
+        };
+        let c = Config::from_toml("[signing_key]\ngenerate = true", Path::new("."), &env).unwrap();
+        assert_eq!((c.server.max_concurrent_streams, c.server.replicas), (8, Some(3)));
+        let env = |name: &str| Ok((name == "EKEY_TLS_HTTP2").then(|| "maybe".to_string()));
+        let e = Config::from_toml(TLS, Path::new("."), &env).unwrap_err();
+        assert!(e.to_string().starts_with("EKEY_TLS_HTTP2: expected true or false"), "{e}");
+    }
+
+    #[test]
     fn unknown_fields_and_wrong_types_are_refused() {
         let e = error(&format!("{GOOD}\nmax_limt = 3"));
         assert!(e.contains("max_limt"), "{e}");
@@ -882,6 +959,9 @@ mod tests {
             SigningKeySource::PemFile { path: PathBuf::from("cfg/keys/issuer-signing.pem"), expect: None }
         );
         assert_eq!(c.template("reports.read").unwrap().audience.len(), 2);
+        assert_eq!(c.rate_limit("payments.create").unwrap().to_string(), "20/s, burst 40");
+        // Listening off loopback with the replay cache in memory: the fleet warning.
+        assert!(c.warnings.iter().any(|w| w.starts_with("replay: ")), "{:?}", c.warnings);
     }
 
     #[test]

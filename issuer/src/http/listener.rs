@@ -20,17 +20,26 @@ pub struct ConnectionInfo {
     /// The DER of the client's TLS certificate, when the connection is TLS
     /// with a client certificate.
     pub peer_certificate: Option<Arc<[u8]>>,
+    /// Whether the connection speaks HTTP/2 (negotiated by ALPN `h2`);
+    /// otherwise HTTP/1.1.
+    pub http2: bool,
 }
 
 impl ConnectionInfo {
     /// A connection without TLS.
     pub fn plain(peer: SocketAddr) -> Self {
-        Self { peer, peer_certificate: None }
+        Self { peer, peer_certificate: None, http2: false }
     }
 
     /// The same connection, with a client certificate.
     pub fn with_peer_certificate(mut self, der: Arc<[u8]>) -> Self {
         self.peer_certificate = Some(der);
+        self
+    }
+
+    /// The same connection, speaking HTTP/2.
+    pub fn with_http2(mut self) -> Self {
+        self.http2 = true;
         self
     }
 }

@@ -1,5 +1,7 @@
 //! TLS on the public listener (rustls, ring): TLS 1.3 only unless TLS 1.2 is
-//! turned on, AES-GCM suites (ChaCha20-Poly1305 on request), no 0-RTT,
+//! turned on, AES-GCM suites (ChaCha20-Poly1305 on request), no 0-RTT, ALPN
+//! `h2` and `http/1.1` (the protocol chosen is reported in
+//! [`ConnectionInfo::http2`]),
 //! client certificates off / optional / required, and the certificate, key
 //! and client CA bundle reloaded from their files without a restart.
 //!
@@ -33,6 +35,10 @@ pub struct TlsError {
     /// What is wrong.
     pub problem: String,
 }
+
+/// ALPN protocol ids (RFC 7301).
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 fn err(field: &'static str, problem: impl Into<String>) -> TlsError {
     TlsError { field, problem: problem.into() }
@@ -186,6 +192,9 @@ impl Acceptor for TlsAcceptor {
         if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             info = info.with_peer_certificate(Arc::from(leaf.as_ref()));
         }
+        if tls.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+            info = info.with_http2();
+        }
         Ok((tls, info))
     }
 }
@@ -235,7 +244,9 @@ fn build(settings: &TlsSettings, files: &Files) -> Result<Arc<ServerConfig>, Tls
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| err("server.tls.key", format!("the key does not fit the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first when on; a client that offers neither gets HTTP/1.1.
+    config.alpn_protocols =
+        if c.http2 { vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()] } else { vec![ALPN_HTTP11.to_vec()] };
     // No 0-RTT: early data is replayable.
     config.max_early_data_size = 0;
     Ok(Arc::new(config))

@@ -7,6 +7,7 @@ use crate::dpop::DpopError;
 use crate::http::{json_response, Body};
 use crate::mint::MintError;
 use crate::policy::{PolicyError, RequestedVia};
+use crate::ratelimit::RateLimitError;
 use crate::replay::ReplayError;
 use crate::signer::SignError;
 use ekey_verifier::ProofError;
@@ -41,6 +42,11 @@ pub enum ErrorCode {
     ServerError,
     /// Try again later (503 + `Retry-After`).
     TemporarilyUnavailable,
+    /// The client asked for more tokens of this template than its rate
+    /// limit allows (429 + `Retry-After`). An extension code: RFC 6749 has
+    /// none for this (`slow_down` is the device flow's "poll less often",
+    /// `temporarily_unavailable` says the server is overloaded).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -58,6 +64,7 @@ impl ErrorCode {
             Self::InvalidAuthorizationDetails => "invalid_authorization_details",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -67,6 +74,7 @@ impl ErrorCode {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -130,7 +138,7 @@ impl OAuthError {
         &self.description
     }
 
-    /// The `Retry-After` seconds, for 503s.
+    /// The `Retry-After` seconds, for 503s and 429s.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
@@ -153,6 +161,20 @@ impl OAuthError {
             h.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         res
+    }
+
+    /// `429 rate_limited`: the client's budget for this template is spent;
+    /// one more token is earned back after `retry_after` (sent in whole
+    /// seconds, rounded up).
+    pub(crate) fn rate_limited(template: &str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let mut e = Self::new(
+            ErrorCode::RateLimited,
+            format!("rate limit of template {template} reached for this client; retry after {secs} s"),
+        )
+        .with_reason("client_rate_limited");
+        e.retry_after = Some(secs.max(1));
+        e
     }
 
     fn unavailable(description: impl Into<String>, retry_after: Option<u64>) -> Self {
@@ -247,6 +269,14 @@ impl From<ReplayError> for OAuthError {
     }
 }
 
+impl From<RateLimitError> for OAuthError {
+    fn from(e: RateLimitError) -> Self {
+        // Fail closed: without the budgets, no token.
+        Self::unavailable(format!("cannot check the rate limit right now ({e})"), None)
+            .with_reason("rate_limiter_unavailable")
+    }
+}
+
 impl From<MintError> for OAuthError {
     fn from(e: MintError) -> Self {
         match e {
@@ -337,6 +367,28 @@ mod tests {
         let p = PolicyError::NoTemplates("c".into());
         assert_eq!(OAuthError::from_policy(&p, RequestedVia::Scope).code(), ErrorCode::UnauthorizedClient);
         assert_eq!(OAuthError::from(ReplayError::Full).code(), ErrorCode::TemporarilyUnavailable);
+        let e = OAuthError::from(RateLimitError::Unavailable("redis timeout".into()));
+        assert_eq!(
+            (e.code(), e.reason(), e.retry_after()),
+            (ErrorCode::TemporarilyUnavailable, "rate_limiter_unavailable", Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_429_with_retry_after_in_whole_seconds() {
+        let e = OAuthError::rate_limited("pay", Duration::from_millis(1200));
+        assert_eq!((e.code(), e.reason(), e.retry_after()), (ErrorCode::RateLimited, "client_rate_limited", Some(2)));
+        assert_eq!(OAuthError::rate_limited("pay", Duration::from_secs(3)).retry_after(), Some(3));
+        assert_eq!(OAuthError::rate_limited("pay", Duration::ZERO).retry_after(), Some(1));
+        let res = e.to_response();
+        assert_eq!(
+            (res.status(), &res.headers()["retry-after"]),
+            (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(2u64))
+        );
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let b = body(res).await;
+        assert_eq!(b["error"], "rate_limited");
+        assert!(b["error_description"].as_str().unwrap().contains("retry after 2 s"), "{b}");
     }
 
     #[test]
@@ -352,6 +404,51 @@ mod tests {
         assert!(e.description().contains("secret-looking-input"));
         assert_eq!(OAuthError::new(ErrorCode::InvalidRequest, "x").reason(), "invalid_request");
         assert_eq!(OAuthError::from(ReplayError::Full).reason(), "replay_cache_unavailable");
+    }
+
+    /// The outcome words of the metrics and audit events, and the error
+    /// table of the issuer guide, list every code.
+    #[test]
+    fn every_code_is_documented() {
+        use ErrorCode::*;
+        let all = [
+            InvalidRequest,
+            InvalidClient,
+            InvalidGrant,
+            UnauthorizedClient,
+            UnsupportedGrantType,
+            InvalidScope,
+            InvalidDpopProof,
+            UseDpopNonce,
+            InvalidAuthorizationDetails,
+            ServerError,
+            TemporarilyUnavailable,
+            RateLimited,
+        ];
+        // A new code must be added above: this match stops compiling.
+        for code in all {
+            match code {
+                InvalidRequest
+                | InvalidClient
+                | InvalidGrant
+                | UnauthorizedClient
+                | UnsupportedGrantType
+                | InvalidScope
+                | InvalidDpopProof
+                | UseDpopNonce
+                | InvalidAuthorizationDetails
+                | ServerError
+                | TemporarilyUnavailable
+                | RateLimited => {}
+            }
+        }
+        let observability = include_str!("../../../docs/observability.md");
+        let outcomes = observability.lines().find(|l| l.starts_with("| `ekey_outcome` (issuance)")).unwrap();
+        let guide = include_str!("../../../docs/issuer.md");
+        for code in all {
+            assert!(outcomes.contains(&format!("`{code}`")), "docs/observability.md: outcome {code} missing");
+            assert!(guide.contains(&format!("| `{code}` | {} |", code.status().as_u16())), "docs/issuer.md: {code}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! Order of work, cheapest and statelessest first: read the request, check
 //! the grant type, authenticate the client, verify the DPoP proof, apply the
 //! policy; only then record the assertion and proof `jti`s (so a retry after
-//! `use_dpop_nonce` may reuse its assertion) and sign.
+//! `use_dpop_nonce` may reuse its assertion), spend one token of the
+//! client's rate limit for the template (after the replay check, so that a
+//! replayed request never spends a client's budget) and sign.
 //!
 //! Every request ends in one decision, which is recorded once: the metrics
 //! `ekey.issue.tokens` and `ekey.issue.duration` (by `ekey.template` and
@@ -31,6 +33,7 @@ use crate::dpop::{DpopError, TokenDpop};
 use crate::http::{json_response, Body, ConnectionInfo};
 use crate::mint::{Minted, Minter};
 use crate::policy::{Grant, OfferedBinding, Policy, RequestedVia};
+use crate::ratelimit::{Admission, RateLimit, RateLimiter};
 use crate::replay::{ReplayCache, Seen};
 use bytes::Bytes;
 use ekey_telemetry::audit::{AuditEvent, EVENT_ISSUE};
@@ -42,6 +45,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use request::TokenRequest;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,6 +59,9 @@ pub(crate) struct TokenEndpoint {
     pub dpop: TokenDpop,
     pub minter: Minter,
     pub replay: Arc<dyn ReplayCache>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Per-client limits by template name.
+    pub rate_limits: BTreeMap<String, RateLimit>,
     pub clock: Arc<dyn Clock>,
     pub metrics: IssueMetrics,
     pub audit: AuditSink,
@@ -242,6 +249,12 @@ impl TokenEndpoint {
             (None, Some(der)) => Confirmation::X5tS256(b64_encode(openssl::sha::sha256(der))),
             (None, None) => return Err(DpopError::Missing.into()),
         };
+        if let Some(limit) = self.rate_limits.get(&grant.template.name) {
+            let name = &grant.template.name;
+            if let Admission::Limited { retry_after } = self.rate_limiter.admit(&client.client_id, name, limit).await? {
+                return Err(OAuthError::rate_limited(name, retry_after));
+            }
+        }
 
         let span = self
             .tracer

@@ -5,6 +5,7 @@
 
 pub mod kms;
 pub mod pki;
+pub mod process;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -34,7 +35,7 @@ pub async fn bounded<F: Future<Output = ()>>(f: F) {
 }
 
 /// An HTTP answer, read whole.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,

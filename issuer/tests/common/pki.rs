@@ -291,3 +291,85 @@ pub fn openssl_x5t_s256(cert_path: &std::path::Path) -> String {
     assert_eq!(out.stdout.len(), 32);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out.stdout)
 }
+
+/// A request body for HTTP/2 tests: whole, or fed piece by piece (an
+/// in-flight upload).
+pub type H2Body = http_body_util::Either<
+    http_body_util::Full<bytes::Bytes>,
+    http_body_util::channel::Channel<bytes::Bytes, std::convert::Infallible>,
+>;
+
+/// One TLS connection offering ALPN `alpn`, speaking HTTP/2 if the server
+/// chose `h2` (else `negotiated` says what it chose and `sender` is `None`).
+pub struct H2Connection {
+    pub negotiated: Option<Vec<u8>>,
+    pub sender: Option<hyper::client::conn::http2::SendRequest<H2Body>>,
+    /// Completes when the server closes the connection.
+    pub closed: tokio::task::JoinHandle<()>,
+}
+
+/// Connects with a client that offers `alpn` (e.g. `[b"h2", b"http/1.1"]`)
+/// and, when `h2` was negotiated, does the HTTP/2 handshake.
+pub async fn h2_connect(
+    mut config: rustls::ClientConfig,
+    addr: std::net::SocketAddr,
+    alpn: &[&[u8]],
+) -> Result<H2Connection, String> {
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if negotiated.as_deref() != Some(b"h2") {
+        return Ok(H2Connection { negotiated, sender: None, closed: tokio::spawn(async {}) });
+    }
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(H2Connection { negotiated, sender: Some(sender), closed })
+}
+
+impl H2Connection {
+    /// One request on the connection (`uri` absolute: HTTP/2 sends its
+    /// scheme and authority as pseudo-headers); the answer read whole.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        uri: &str,
+        headers: &[(&str, String)],
+        body: H2Body,
+    ) -> Result<super::Answer, String> {
+        use http_body_util::BodyExt as _;
+        let mut sender = self.sender.clone().ok_or("HTTP/2 was not negotiated")?;
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let mut req = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let res = sender.send_request(req.body(body).unwrap()).await.map_err(|e| e.to_string())?;
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(super::Answer { status: parts.status, headers: parts.headers, body })
+    }
+
+    /// A GET of `uri`.
+    pub async fn get(&self, uri: &str) -> Result<super::Answer, String> {
+        self.send(http::Method::GET, uri, &[], full("")).await
+    }
+}
+
+/// A whole body.
+pub fn full(text: impl Into<bytes::Bytes>) -> H2Body {
+    http_body_util::Either::Left(http_body_util::Full::new(text.into()))
+}
+
+/// A body fed through the returned sender; it ends when the sender is dropped.
+pub fn streamed() -> (http_body_util::channel::Sender<bytes::Bytes>, H2Body) {
+    let (tx, body) = http_body_util::channel::Channel::new(4);
+    (tx, http_body_util::Either::Right(body))
+}

@@ -5,7 +5,9 @@ mod memory;
 pub(crate) mod redis;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
+pub use self::redis::{
+    redis_error_reason, EvictionCheck, RedisConnection, RedisStore, RedisStoreError, RedisStoreSettings,
+};
 pub use memory::{MemoryStore, MemoryStoreSettings};
 
 /// Identifies a proof for replay detection: SHA-256 of `jkt ‖ 0x00 ‖ jti`, so

@@ -23,8 +23,10 @@
 
 pub(crate) mod conn;
 mod settings;
+mod shared;
 
 pub use settings::{EvictionCheck, RedisStoreError, RedisStoreSettings};
+pub use shared::{redis_error_reason, RedisConnection};
 
 use super::{ConsumeOutcome, ConsumeRequest, ProofId, StoreError, UsageStore};
 use conn::Backend;

@@ -20,6 +20,15 @@ async fn store(server: &RedisServer) -> Arc<RedisStore> {
     Arc::new(RedisStore::connect(RedisStoreSettings::single(server.url())).await.unwrap())
 }
 
+/// A store for the 1,000-request races: they test atomicity, not latency, and
+/// 1,000 scripts in flight at once on a busy 2-core machine can take longer
+/// than the default 500 ms request timeout (a refusal the race would report
+/// as a failure).
+async fn race_store(server: &RedisServer) -> Arc<RedisStore> {
+    let settings = RedisStoreSettings { request_timeout_ms: 10_000, ..RedisStoreSettings::single(server.url()) };
+    Arc::new(RedisStore::connect(settings).await.unwrap())
+}
+
 fn proof(n: u64) -> ProofId {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&n.to_be_bytes());
@@ -47,7 +56,7 @@ async fn two_verifiers_race_exactly_limit_accepted() {
     let server = RedisServer::start();
     let issuer = Issuer::new();
     let verifiers =
-        [Arc::new(verifier(&issuer, store(&server).await)), Arc::new(verifier(&issuer, store(&server).await))];
+        [Arc::new(verifier(&issuer, race_store(&server).await)), Arc::new(verifier(&issuer, race_store(&server).await))];
     for limit in [1u32, 37] {
         let used = race_one_token(&issuer, &verifiers, limit).await;
         assert_eq!(used, (1..=limit).collect::<Vec<_>>(), "limit {limit}");
@@ -58,7 +67,7 @@ async fn two_verifiers_race_exactly_limit_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_proof_accepted_once() {
     let server = RedisServer::start();
-    let stores = [store(&server).await, store(&server).await];
+    let stores = [race_store(&server).await, race_store(&server).await];
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let s = stores[i % 2].clone();

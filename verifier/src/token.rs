@@ -143,6 +143,9 @@ impl TokenVerifier {
         let key = self.keys.key(kid, alg).await.map_err(|e| match e {
             KeySourceError::UnknownKid | KeySourceError::Key(_) => TokenError::UnknownKey,
             KeySourceError::Unavailable(why) => TokenError::KeysUnavailable(why),
+            // A key source that was built cannot be misconfigured, but a
+            // custom one may say so: no keys either way.
+            e @ KeySourceError::Config { .. } => TokenError::KeysUnavailable(e.to_string()),
         })?;
         if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             return Err(TokenError::Signature);

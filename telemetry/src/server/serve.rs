@@ -1,7 +1,9 @@
 //! The accept loop of one listener: bounded connections, header timeout,
 //! and on shutdown a drain that lets in-flight requests finish.
 
-use super::{Acceptor, Body, ConnectionInfo};
+use super::{Acceptor, ConnectionInfo};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -16,23 +18,52 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 /// Answers requests of one listener.
-pub(crate) trait Handler: Send + Sync + 'static {
+pub trait Handler: Send + Sync + 'static {
     /// One request to one response; errors are responses too.
-    fn handle(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnectionInfo,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
-/// Connection limits of one listener.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+/// Connection limits of one listener. The defaults are the issuer's and the
+/// gateway's defaults for their public listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's backlog
+    /// (a slot is taken before `accept`). Defaults to 1024.
     pub max_connections: usize,
+    /// Time to receive a request head, counted from the moment the
+    /// connection is ready for one (so an idle keep-alive connection is
+    /// closed after it too). Defaults to 5 s.
     pub header_read_timeout: Duration,
+    /// Time to set the connection up (the TLS handshake). Defaults to 5 s.
     pub handshake_timeout: Duration,
+    /// At shutdown, how long open connections get to finish. Defaults to 10 s.
     pub drain_timeout: Duration,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Most header fields in one request head.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head (and read buffer), bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves `listener` until `shutdown` turns true (or its sender is dropped),
 /// then stops accepting and waits up to `drain_timeout` for open connections.
-pub(crate) async fn serve<A: Acceptor, H: Handler>(
+/// `name` labels its log lines (`public`, `admin`).
+pub async fn serve<A: Acceptor, H: Handler>(
     name: &'static str,
     listener: TcpListener,
     acceptor: A,
@@ -95,8 +126,8 @@ pub(crate) async fn serve<A: Acceptor, H: Handler>(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_headers(64)
-                .max_buf_size(64 * 1024);
+                .max_headers(MAX_HEADERS)
+                .max_buf_size(MAX_HEAD_BYTES);
             if let Err(e) = watcher.watch(builder.serve_connection(TokioIo::new(io), service)).await {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
             }

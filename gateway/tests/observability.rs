@@ -211,7 +211,13 @@ async fn prometheus_metrics_on_the_admin_listener() {
 
     assert_eq!(send(gw.admin, "GET", "/healthz", &[]).await.unwrap().status, StatusCode::OK);
     let ready = send(gw.admin, "GET", "/readyz", &[]).await.unwrap();
-    assert_eq!((ready.status, ready.body.as_str()), (StatusCode::OK, "ready\n"), "{ready:?}");
+    // Ready, and saying what the in-memory store cannot do.
+    assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
+    assert!(
+        ready.body.starts_with("ready; warning: in-memory store without a revocation feed")
+            && ready.body.contains("revocations made at the issuer do not reach this gateway"),
+        "{ready:?}"
+    );
     assert_eq!(send(gw.admin, "POST", "/metrics", &[]).await.unwrap().status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(send(gw.admin, "GET", "/nginx", &[]).await.unwrap().status, StatusCode::NOT_FOUND);
     // The main listener keeps /healthz and has no /metrics.
@@ -229,6 +235,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
         "ekey_store_duration_seconds_bucket",
         "http_server_request_duration_seconds_bucket",
         "ekey_jwks_refreshes_total",
+        "ekey_jwks_skipped_keys_total",
     ] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from /metrics:\n{text}");
     }
@@ -253,6 +260,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
         Some(2.0)
     );
     assert_eq!(sample(&text, "ekey_jwks_refreshes_total", &["ekey_result=\"updated\""]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "ekey_jwks_skipped_keys_total", &[]), Some(0.0), "{text}");
     // /healthz on the main listener is a route of its own.
     assert!(sample(&text, "http_server_request_duration_seconds_count", &["http_route=\"/healthz\""]).is_some());
     promtool_check_metrics(&text).unwrap();
@@ -408,6 +416,7 @@ async fn binary_never_writes_tokens_proofs_or_credentials() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
              client_cert_header = \"x-ssl-client-cert\"\nclient_cert_format = \"escaped_pem\"\n\
+             [store]\nallow_without_revocation = true\n\
              [verifier]\nissuer = \"https://issuer.test\"\naudiences = [{AUDIENCE:?}]\njwks_file = {:?}\n\
              [log]\nlevel = \"debug\"\nformat = \"json\"\n\
              [telemetry]\notlp = \"off\"\n\

@@ -113,6 +113,8 @@ pub struct GatewayOptions<'a> {
     pub audit: String,
     /// `verifier.jwks_url` instead of a JWKS file.
     pub jwks_url: Option<String>,
+    /// More `[server]` lines (limits, for instance).
+    pub server_extra: String,
 }
 
 impl<'a> GatewayOptions<'a> {
@@ -127,6 +129,7 @@ impl<'a> GatewayOptions<'a> {
             telemetry: "otlp = \"off\"\n".into(),
             audit: "sink = \"off\"\n".into(),
             jwks_url: None,
+            server_extra: String::new(),
         }
     }
 }
@@ -147,6 +150,7 @@ impl Gateway {
         if let Some((header, format)) = opts.client_cert {
             toml.push_str(&format!("client_cert_header = {header:?}\nclient_cert_format = {format:?}\n"));
         }
+        toml.push_str(&opts.server_extra);
         toml.push_str(&format!("[verifier]\nissuer = {ISSUER:?}\naudiences = [{:?}]\n", opts.audience));
         match &opts.jwks_url {
             Some(url) => toml.push_str(&format!("jwks_url = {url:?}\n")),
@@ -157,8 +161,9 @@ impl Gateway {
             std::fs::write(&secret, format!("{NONCE_SECRET}\n")).map_err(|e| e.to_string())?;
             toml.push_str(&format!("nonce_secret_file = {:?}\n", secret.display().to_string()));
         }
-        if let Some(url) = &opts.redis_url {
-            toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n"));
+        match &opts.redis_url {
+            Some(url) => toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n")),
+            None => toml.push_str("[store]\nallow_without_revocation = true\n"),
         }
         toml.push_str("[log]\nlevel = \"warn\"\n");
         toml.push_str(&format!("[telemetry]\n{}[audit]\n{}", opts.telemetry, opts.audit));
@@ -168,7 +173,7 @@ impl Gateway {
         let service = Arc::new(build(&config, &telemetry).await.map_err(|e| e.to_string())?);
         let bound = Bound::bind(&config).await.map_err(|e| e.to_string())?;
         let (addr, admin) = (bound.local_addr(), bound.admin_addr());
-        let task = tokio::spawn(bound.serve(service, std::future::pending(), Duration::from_secs(1)));
+        let task = tokio::spawn(bound.serve(service, std::future::pending()));
         Ok(Self { addr, admin, telemetry, dir, task })
     }
 }

@@ -175,6 +175,13 @@ impl HttpJwks {
         self.read().fetches
     }
 
+    /// Whether a set is held that lookups would still use: fetched, and not
+    /// past its freshness by more than `max_staleness` (a readiness check:
+    /// false means verification answers 503 until a fetch succeeds).
+    pub fn has_usable_set(&self) -> bool {
+        self.read().cached.as_ref().is_some_and(|c| Instant::now() <= c.fresh_until + self.settings.max_staleness)
+    }
+
     /// Fetches now (single-flight), keeping the old set on failure.
     pub async fn refresh(&self) -> Result<(), KeySourceError> {
         let _guard = self.fetch_lock.lock().await;

@@ -344,3 +344,66 @@ async fn https_stale_set_refused_after_max_staleness() {
         other => panic!("a stale set is still trusted: {other:?}"),
     }
 }
+
+/// A token already verified (its signature check is cached) still depends
+/// on its key: once the issuer withdraws the key it is refused, and once the
+/// set is stale beyond `max_staleness` it gets 503 like any other token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_tokens_follow_the_key_set() {
+    use common::{Issuer, AUDIENCE, ISSUER, NOW};
+    use ekey_verifier::client::DpopKey;
+    use ekey_verifier::{
+        ManualClock, MemoryStore, PresentedRequest, Rejection, TokenError, Verifier, VerifierSettings,
+    };
+    let issuer = Issuer::new();
+    let other = KeyPair::generate(Algorithm::ES256).unwrap();
+    let state = Arc::new(Server::default());
+    *state.jwks.lock().unwrap() = jwks_of(&[&issuer.key, &other]);
+    *state.max_age.lock().unwrap() = 1;
+    let (url, server) = serve(state.clone()).await;
+    let mut s = settings(&url);
+    s.max_staleness = Duration::from_millis(1500);
+    let verifier = Verifier::with_clock(
+        VerifierSettings::new(ISSUER, AUDIENCE),
+        Arc::new(HttpJwks::new(s).unwrap()),
+        Arc::new(MemoryStore::default()),
+        Arc::new(ManualClock::new(NOW)),
+    );
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, "GET:/things", 10);
+    let target = format!("{AUDIENCE}/things");
+    let present = || async {
+        let proof = client.proof("GET", &target, Some(&token), None, NOW).unwrap();
+        let auth = format!("DPoP {token}");
+        let req = PresentedRequest {
+            method: "GET",
+            url: &target,
+            authorization: Some(&auth),
+            dpop: &[&proof],
+            peer_certificate: None,
+        };
+        verifier.verify(&req).await.map(|c| c.used)
+    };
+    assert_eq!(present().await.unwrap(), 1);
+    assert_eq!(present().await.unwrap(), 2, "served from the cache");
+
+    // The issuer withdraws the key; after max-age the verifier refetches.
+    *state.jwks.lock().unwrap() = jwks_of(&[&other]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    match present().await {
+        Err(Rejection::InvalidToken(TokenError::UnknownKey)) => {}
+        other => panic!("a cached token outlived its withdrawn key: {other:?}"),
+    }
+
+    // Key back; then the JWKS goes away for longer than max_staleness.
+    *state.jwks.lock().unwrap() = jwks_of(&[&issuer.key, &other]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(present().await.unwrap(), 3);
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(2800)).await;
+    match present().await {
+        Err(Rejection::Unavailable(why)) => assert!(why.contains("max_staleness"), "{why}"),
+        other => panic!("a cached token was accepted on a set stale beyond max_staleness: {other:?}"),
+    }
+}

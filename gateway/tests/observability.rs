@@ -551,3 +551,44 @@ async fn readyz_follows_redis_and_requests_fail_closed() {
     let ok = forward_auth(gw.addr, Some(&format!("DPoP {token}")), Some(&proof(&client, &token, URL)), &[]).await;
     assert_eq!(ok.status, StatusCode::OK, "served again once Redis is back: {ok:?}");
 }
+
+/// The issuer's JWKS goes away: the last set serves for `max_staleness` past
+/// its freshness, then requests are refused (503, fail closed) and `/readyz`
+/// says why; once the JWKS is back, both recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_stale_beyond_max_staleness_fails_closed_and_readyz_says_so() {
+    let issuer = Issuer::new().unwrap();
+    let state = Arc::new(jwks_server::Server::default());
+    *state.jwks.lock().unwrap() = jwks_server::jwks_of(&[&issuer.key]);
+    *state.max_age.lock().unwrap() = 1;
+    let (jwks_url, jwks_task) = jwks_server::serve(state.clone()).await;
+    let opts = GatewayOptions {
+        jwks_url: Some(jwks_url),
+        jwks_table: Some("max_staleness = 1\n".into()),
+        ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"])
+    };
+    let gw = Gateway::start(&issuer, &opts).await.unwrap();
+    assert_eq!(send(gw.admin, "GET", "/readyz", &[]).await.unwrap().status, StatusCode::OK);
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, AUDIENCE, ACTION, 5).unwrap();
+    let auth = format!("DPoP {token}");
+    let call = || async { forward_auth(gw.addr, Some(&auth), Some(&proof(&client, &token, URL)), &[]).await };
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    jwks_task.abort();
+    let _ = jwks_task.await;
+    // Past max-age (1 s), within max_staleness (1 s more): still served.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(call().await.status, StatusCode::OK, "the stale set is used within max_staleness");
+    // Past both: refused, and not ready.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let refused = call().await;
+    assert_eq!(
+        (refused.status, refused.header("x-ekey-reason")),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable".into()),
+        "{refused:?}"
+    );
+    let ready = send(gw.admin, "GET", "/readyz", &[]).await.unwrap();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+    assert!(ready.body.starts_with("not ready: keys: "), "{ready:?}");
+}

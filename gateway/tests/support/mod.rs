@@ -115,6 +115,8 @@ pub struct GatewayOptions<'a> {
     pub jwks_url: Option<String>,
     /// More `[server]` lines (limits, for instance).
     pub server_extra: String,
+    /// The body of `[verifier.jwks]` (with `jwks_url`). Defaults to none.
+    pub jwks_table: Option<String>,
 }
 
 impl<'a> GatewayOptions<'a> {
@@ -130,6 +132,7 @@ impl<'a> GatewayOptions<'a> {
             audit: "sink = \"off\"\n".into(),
             jwks_url: None,
             server_extra: String::new(),
+            jwks_table: None,
         }
     }
 }
@@ -160,6 +163,9 @@ impl Gateway {
             let secret = dir.path().join("nonce.secret");
             std::fs::write(&secret, format!("{NONCE_SECRET}\n")).map_err(|e| e.to_string())?;
             toml.push_str(&format!("nonce_secret_file = {:?}\n", secret.display().to_string()));
+        }
+        if let Some(table) = &opts.jwks_table {
+            toml.push_str(&format!("[verifier.jwks]\n{table}"));
         }
         match &opts.redis_url {
             Some(url) => toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n")),

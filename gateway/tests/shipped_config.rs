@@ -16,7 +16,6 @@ mod redis_harness;
 
 /// The issuer's test PKI and TLS client.
 #[path = "../../issuer/tests/common/pki.rs"]
-#[allow(dead_code)]
 mod pki;
 
 /// One HTTP answer, as the issuer's test PKI helpers return it.

@@ -796,6 +796,15 @@ mod tests {
     }
 
     #[test]
+    fn help_names_every_override() {
+        use clap::CommandFactory as _;
+        let help = crate::cli::Cli::command().render_long_help().to_string();
+        for (name, _) in ENV_OVERRIDES {
+            assert!(help.contains(name), "--help does not name {name}");
+        }
+    }
+
+    #[test]
     fn env_overrides() {
         let env = |k: &str| match k {
             "EKEY_GATEWAY_LISTEN" => Some("127.0.0.1:0".to_owned()),

@@ -132,6 +132,11 @@ pub struct Request {
     /// The client's TLS certificate, DER in standard base64; absent without mTLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_certificate_b64: Option<String>,
+    /// The path the application routes, exactly as it arrived (origin form,
+    /// a query is ignored), when it is not the path of `url` as written (a
+    /// proxy strips a prefix). Absent: the path of `url` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// The answer a request must get.
@@ -155,11 +160,12 @@ pub enum Expect {
     },
     /// Refused.
     Rejected {
-        /// HTTP status: 401, 403 or 503.
+        /// HTTP status: 400, 401, 403 or 503.
         status: u16,
         /// The `error` of the `WWW-Authenticate: DPoP` challenge:
-        /// `invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`,
-        /// `insufficient_scope`, or `null` for a bare challenge (no credentials).
+        /// `invalid_request`, `invalid_token`, `invalid_dpop_proof`,
+        /// `use_dpop_nonce`, `insufficient_scope`, or `null` for a bare
+        /// challenge (no credentials).
         error: Option<String>,
         /// `Rejection::reason()` (ekey's metric/audit label), when the case
         /// pins it; absent when more than one reason is correct.

@@ -359,6 +359,43 @@ fn every_alert_has_a_unit_test_a_severity_and_a_runbook() {
     }
 }
 
+/// The words of `ekey_outcome` for verify decisions, the same in the
+/// verifier (`Outcome`), the guide's label table, the gateway's
+/// `X-Ekey-Reason` list, the alerting rules and the dashboard: an outcome
+/// added to the verifier and left out of the docs (or a rule watching a word
+/// that no longer exists) fails here.
+#[test]
+fn verify_outcome_words_agree_with_the_verifier() {
+    let words: BTreeSet<String> = ekey_verifier::Outcome::ALL.iter().map(|o| o.as_str().to_owned()).collect();
+    let row_cell = |file: &str, start: &str| -> String {
+        let text = read(file);
+        let row = text.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("{file}: no row {start}"));
+        cells(row).get(1).cloned().unwrap_or_default()
+    };
+    // The list runs up to the first ':' of the cell; an explanation follows.
+    let cell = row_cell(GUIDE, "| `ekey_outcome` (verification)");
+    let listed: BTreeSet<String> = backticked(cell.split(':').next().unwrap_or_default()).into_iter().collect();
+    assert_eq!(listed, words, "{GUIDE}: the ekey_outcome (verification) values");
+
+    let reasons: BTreeSet<String> =
+        backticked(&row_cell("docs/gateway.md", "| `X-Ekey-Reason` |")).into_iter().collect();
+    for word in words.iter().filter(|w| *w != "success") {
+        assert!(reasons.contains(word), "docs/gateway.md: X-Ekey-Reason lacks {word}");
+    }
+
+    let mut exprs = yaml_values(&read(RULES), "expr");
+    exprs.extend(dashboard_exprs(&dashboard()).into_iter().map(|(_, e)| e));
+    let mut used = 0;
+    for expr in exprs.iter().filter(|e| e.contains("ekey_verify_")) {
+        for (at, _) in expr.match_indices("ekey_outcome=\"") {
+            let word = expr[at + "ekey_outcome=\"".len()..].split('"').next().unwrap_or_default();
+            assert!(words.contains(word), "{word:?} in {expr} is not a verify outcome");
+            used += 1;
+        }
+    }
+    assert!(used >= 4, "the rules and dashboard watch only {used} verify outcomes");
+}
+
 #[test]
 fn prometheus_config_is_valid() {
     let check = promtool(&["check", "config", PROMETHEUS_CONFIG]);

@@ -17,30 +17,34 @@
 //! header (`client_cert_header`: Envoy XFCC, nginx escaped PEM, PEM), again
 //! only from a trusted proxy.
 //!
+//! The capability is matched on the path of the original request target as
+//! the gateway received it (raw, without the query), which the verifier
+//! refuses unless it is in normal form; the DPoP proof is checked against
+//! the external URL rebuilt around it.
+//!
 //! Answers: 200 with `X-Ekey-Sub`, `X-Ekey-Trace`, `X-Ekey-Action`,
 //! `X-Ekey-Remaining` for the upstream; or the verifier's rejection (401 +
-//! `WWW-Authenticate` [+ `DPoP-Nonce`], 403, 503 + `Retry-After`), always
-//! with `X-Ekey-Reason`.
+//! `WWW-Authenticate` [+ `DPoP-Nonce`], 400, 403, 503 + `Retry-After`),
+//! always with `X-Ekey-Reason`. nginx's `auth_request` passes on only 2xx,
+//! 401 and 403, so in its dialect a 400 is answered as 403.
 //!
 //! Every answer that looked at a token is a verify [`Decision`] (for the
 //! audit event, the span and the logs) and is counted once in
-//! `ekey.verify.decisions`: by the verifier, or here for the few refusals
-//! made before the verifier is asked. A request with no usable original
-//! request (`untrusted_peer`, `no_original_request`, `bad_original_url`) is
-//! not a verify decision: no token was looked at.
+//! `ekey.verify.decisions` by the verifier, which also says whose token it
+//! refused once the token proved authentic. A request with no usable
+//! original request (`untrusted_peer`, `no_original_request`,
+//! `bad_original_url`) is not a verify decision: no token was looked at.
 
-use ekey_verifier::mtls::{ClientCert, ClientCertSource};
+use ekey_verifier::mtls::ClientCertSource;
 use ekey_verifier::{
-    ExternalUrl, JwsError, NonceSource, Outcome, PresentedRequest, ProofError, RedisRevocationFeed, Rejection,
-    RequestOrigin, TokenError, VerifiedCapability, Verifier,
+    ExternalUrl, NonceSource, Outcome, PresentedRequest, RedisRevocationFeed, Refusal, Rejection, RequestOrigin,
+    TokenIds, VerifiedCapability, Verifier,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Headers of a successful answer, for the upstream.
 pub const SUB: &str = "x-ekey-sub";
@@ -52,8 +56,6 @@ pub const ACTION: &str = "x-ekey-action";
 pub const REMAINING: &str = "x-ekey-remaining";
 /// Why a request was refused (low-cardinality, see `Rejection::reason`).
 pub const REASON: &str = "x-ekey-reason";
-
-const PREFIX: &str = "x-forwarded-prefix";
 
 /// Which gateway dialect a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,8 @@ pub enum Dialect {
 pub struct Decision {
     /// `success` or the refusal class.
     pub outcome: Outcome,
-    /// The token's subject, when known (see [`TokenIds`]).
+    /// The token's subject, when known: on success, and on a refusal made
+    /// after the verifier found the token authentic ([`Refusal::token`]).
     pub sub: Option<String>,
     /// The token's trace id (`jti`), when known.
     pub trace: Option<String>,
@@ -90,58 +93,6 @@ impl Decision {
     /// The fixed reason of a refusal (the `X-Ekey-Reason` value); `None` on success.
     pub fn reason(&self) -> Option<&'static str> {
         (self.outcome != Outcome::Success).then(|| self.outcome.as_str())
-    }
-}
-
-/// The identifiers of a token the verifier refused *after* checking its
-/// signature, issuer and audience.
-///
-/// Read again from the presented token (the verifier does not hand them
-/// out with a rejection) and only for the outcomes that the verifier
-/// reaches after those checks: `expired`, `invalid_proof`, `use_dpop_nonce`,
-/// `replay_blocked`, `exhausted`, `revoked`, `insufficient_scope`. For any
-/// other refusal the token may be forged, so nothing from it is reported.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TokenIds {
-    /// `sub`.
-    pub sub: Option<String>,
-    /// `jti`.
-    pub trace: Option<String>,
-    /// `cap.action`.
-    pub action: Option<String>,
-    /// `tpl`.
-    pub template: Option<String>,
-}
-
-impl TokenIds {
-    /// Whether the verifier only reaches `outcome` with an authentic token.
-    pub fn authentic_after(outcome: Outcome) -> bool {
-        matches!(
-            outcome,
-            Outcome::Expired
-                | Outcome::InvalidProof
-                | Outcome::UseDpopNonce
-                | Outcome::ReplayBlocked
-                | Outcome::Exhausted
-                | Outcome::Revoked
-                | Outcome::InsufficientScope
-        )
-    }
-
-    /// The identifiers in the payload of `Authorization: DPoP|Bearer <token>`.
-    /// Decoding only: call it only for a token the verifier has checked.
-    pub fn of_checked_token(authorization: &str) -> Self {
-        let Some((_, token)) = authorization.split_once(' ') else { return Self::default() };
-        let Ok((_, payload)) = ekey_verifier::dangerous::decode_unverified(token.trim()) else {
-            return Self::default();
-        };
-        let text = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
-        Self {
-            sub: text(payload.get("sub")),
-            trace: text(payload.get("jti")),
-            action: text(payload.get("cap").and_then(|c| c.get("action"))),
-            template: text(payload.get("tpl")),
-        }
     }
 }
 
@@ -229,26 +180,12 @@ impl Authz {
                 return (refusal(StatusCode::FORBIDDEN, reason), None);
             }
         };
-        // nginx, Traefik and Caddy set X-Forwarded-Proto/Host themselves but pass
-        // a client's `Forwarded` and `X-Forwarded-Prefix` through untouched:
-        // in their dialects those two never describe the original request.
-        let headers = match dialect {
-            Dialect::Nginx | Dialect::ForwardAuth
-                if head.headers.contains_key(http::header::FORWARDED) || head.headers.contains_key(PREFIX) =>
-            {
-                let mut h = head.headers.clone();
-                h.remove(http::header::FORWARDED);
-                h.remove(PREFIX);
-                Cow::Owned(h)
-            }
-            _ => Cow::Borrowed(&head.headers),
-        };
         let origin = RequestOrigin {
             peer: Some(peer),
             listener_scheme: self.listener_scheme,
             authority: None,
             path_and_query: &uri,
-            headers: &headers,
+            headers: &head.headers,
         };
         let url = match self.external.rebuild(&origin) {
             Ok(u) => u,
@@ -260,7 +197,7 @@ impl Authz {
             }
         };
         let client = if trusted { forwarded_client(&self.external, &head.headers).unwrap_or(peer) } else { peer };
-        match self.verify(&method, &url, peer, &head.headers).await {
+        match self.verify(&method, &url, &uri, peer, &head.headers).await {
             Ok(cap) => {
                 let decision = Decision {
                     outcome: Outcome::Success,
@@ -272,63 +209,40 @@ impl Authz {
                 };
                 (self.accepted(&cap), Some(decision))
             }
-            Err((rejection, by_verifier)) => {
+            Err(Refusal { rejection, token }) => {
                 let outcome = rejection.outcome();
                 // Rejection texts name the failed check; they never hold a
                 // token or proof, but may quote decoded claims: debug only.
                 tracing::debug!(reason = outcome.as_str(), detail = %rejection, "refusal detail");
-                let ids = match head.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-                    Some(a) if by_verifier && TokenIds::authentic_after(outcome) => TokenIds::of_checked_token(a),
-                    _ => TokenIds::default(),
+                let (sub, trace, action, template) = match token {
+                    Some(TokenIds { sub, trace, action, template }) => (Some(sub), Some(trace), Some(action), template),
+                    None => (None, None, None, None),
                 };
-                let decision = Decision {
-                    outcome,
-                    sub: ids.sub,
-                    trace: ids.trace,
-                    action: ids.action,
-                    template: ids.template,
-                    client,
-                };
-                (self.rejected(&rejection), Some(decision))
+                let decision = Decision { outcome, sub, trace, action, template, client };
+                (self.rejected(dialect, &rejection), Some(decision))
             }
         }
     }
 
-    /// The verifier's checks, with the client certificate from a trusted
-    /// proxy's header (never from anyone else's). A refusal says whether the
-    /// verifier made it (`true`) or the header checks before it (`false`,
-    /// counted here in the verifier's metrics so every decision counts once).
+    /// The verifier's decision on the original request: `target` is its
+    /// request target as the gateway was told it (the capability is matched
+    /// on its path), with the client certificate from a trusted proxy's
+    /// header (never from anyone else's). Refusals of the certificate header
+    /// are decisions like any other.
     async fn verify(
         &self,
         method: &Method,
         url: &str,
+        target: &str,
         peer: IpAddr,
         headers: &HeaderMap,
-    ) -> Result<VerifiedCapability, (Rejection, bool)> {
-        let started = Instant::now();
-        let here = |r: Rejection| {
-            if let Some(m) = self.verifier.metrics() {
-                m.record_decision(r.outcome(), started.elapsed());
-            }
-            (r, false)
+    ) -> Result<VerifiedCapability, Refusal> {
+        let cert = self.certs.client_certificate(peer, headers, None).map_err(Rejection::from);
+        let read = match &cert {
+            Ok(cert) => PresentedRequest::from_http(method, url, headers, cert.as_ref()).map(|r| r.with_path(target)),
+            Err(r) => Err(r.clone()),
         };
-        let cert: Option<ClientCert> =
-            self.certs.client_certificate(peer, headers, None).map_err(|e| here(e.into()))?;
-        let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
-            [] => None,
-            [one] => {
-                Some(one.to_str().map_err(|_| here(TokenError::Binding("Authorization header is not ASCII").into()))?)
-            }
-            _ => return Err(here(TokenError::Binding("more than one Authorization header").into())),
-        };
-        let dpop = headers
-            .get_all("dpop")
-            .iter()
-            .map(|v| v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(here)?;
-        let req = PresentedRequest { method: method.as_str(), url, authorization, dpop: &dpop, peer_certificate: None };
-        self.verifier.verify_with_client_cert(&req, cert.as_ref()).await.map_err(|r| (r, true))
+        self.verifier.decide(read).await
     }
 
     fn accepted(&self, cap: &VerifiedCapability) -> Response<()> {
@@ -348,8 +262,12 @@ impl Authz {
         res
     }
 
-    fn rejected(&self, rejection: &Rejection) -> Response<()> {
+    fn rejected(&self, dialect: Dialect, rejection: &Rejection) -> Response<()> {
         let mut res = self.verifier.reject(rejection);
+        // nginx turns anything but 2xx/401/403 into a 500 (and then a 503).
+        if dialect == Dialect::Nginx && res.status() == StatusCode::BAD_REQUEST {
+            *res.status_mut() = StatusCode::FORBIDDEN;
+        }
         res.headers_mut().insert(REASON, HeaderValue::from_static(rejection.reason()));
         res
     }
@@ -430,7 +348,7 @@ mod tests {
     fn ext() -> ExternalUrl {
         ExternalUrl::new(&ExternalUrlSettings {
             trusted_proxies: vec!["10.0.0.0/8".into(), "127.0.0.1/32".into()],
-            public_base_url: None,
+            ..ExternalUrlSettings::default()
         })
         .unwrap()
     }
@@ -455,29 +373,5 @@ mod tests {
         assert_eq!(forwarded_client(&e, &xff(&["10.0.0.9, 127.0.0.1"])), ip("10.0.0.9"));
         assert_eq!(forwarded_client(&e, &xff(&["unknown"])), None);
         assert_eq!(forwarded_client(&e, &HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn token_ids_only_after_the_signature_was_checked() {
-        assert!(TokenIds::authentic_after(Outcome::ReplayBlocked));
-        assert!(!TokenIds::authentic_after(Outcome::InvalidToken));
-        assert!(!TokenIds::authentic_after(Outcome::StoreUnavailable));
-        assert!(!TokenIds::authentic_after(Outcome::MissingCredentials));
-        let payload = ekey_verifier::b64_encode(
-            serde_json::json!({"sub": "s", "jti": "t", "cap": {"action": "GET:/a", "limit": 1}, "tpl": "x"})
-                .to_string(),
-        );
-        let ids = TokenIds::of_checked_token(&format!("DPoP e30.{payload}.c2ln"));
-        assert_eq!(
-            ids,
-            TokenIds {
-                sub: Some("s".into()),
-                trace: Some("t".into()),
-                action: Some("GET:/a".into()),
-                template: Some("x".into())
-            }
-        );
-        assert_eq!(TokenIds::of_checked_token("DPoP not-a-jws"), TokenIds::default());
-        assert_eq!(TokenIds::of_checked_token("nospace"), TokenIds::default());
     }
 }

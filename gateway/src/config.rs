@@ -88,6 +88,8 @@ struct RawServer {
     listener_scheme: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     public_base_url: Option<String>,
+    trust_forwarded: Option<bool>,
+    trust_forwarded_prefix: Option<bool>,
     envoy_prefix: Option<String>,
     client_cert_header: Option<String>,
     client_cert_format: Option<String>,
@@ -173,6 +175,16 @@ pub struct ServerConfig {
     /// The public origin (and path prefix) of the protected service; overrides
     /// the headers. Defaults to none.
     pub public_base_url: Option<String>,
+    /// Believe a trusted proxy's `Forwarded` header for the external scheme
+    /// and host. Turn it on only when every trusted proxy overwrites the
+    /// client's copy (nginx, Caddy and Traefik pass it through as sent).
+    /// Defaults to `false`.
+    pub trust_forwarded: bool,
+    /// Believe a trusted proxy's `X-Forwarded-Prefix` as the path prefix of
+    /// the external URL (the URL a DPoP proof names), under the same
+    /// condition. The capability is matched on the original request target
+    /// either way. Defaults to `false`.
+    pub trust_forwarded_prefix: bool,
     /// Path prefix of the Envoy `ext_authz` endpoint. Defaults to `/envoy`.
     pub envoy_prefix: String,
     /// The header a trusted proxy puts the client certificate in, and its
@@ -422,6 +434,8 @@ fn external_url(server: &ServerConfig) -> Result<ExternalUrl, ConfigError> {
     ExternalUrl::new(&ExternalUrlSettings {
         trusted_proxies: server.trusted_proxies.clone(),
         public_base_url: server.public_base_url.clone(),
+        trust_forwarded: server.trust_forwarded,
+        trust_forwarded_prefix: server.trust_forwarded_prefix,
     })
     .map_err(|e| match e {
         ekey_verifier::ExternalUrlError::BaseUrl(_) => invalid("server.public_base_url", e.to_string()),
@@ -498,6 +512,8 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         listener_scheme,
         trusted_proxies: s.trusted_proxies.unwrap_or_default(),
         public_base_url: s.public_base_url,
+        trust_forwarded: s.trust_forwarded.unwrap_or(false),
+        trust_forwarded_prefix: s.trust_forwarded_prefix.unwrap_or(false),
         envoy_prefix,
         client_cert,
         max_connections: max_connections as usize,
@@ -660,6 +676,7 @@ mod tests {
         assert_eq!((c.telemetry.clone(), c.audit.clone()), (TelemetryConfig::default(), AuditConfig::default()));
         assert_eq!(c.server.listener_scheme, "http");
         assert!(c.server.trusted_proxies.is_empty());
+        assert!(!c.server.trust_forwarded && !c.server.trust_forwarded_prefix);
         assert_eq!(c.server.envoy_prefix, "/envoy");
         assert_eq!(c.verifier.keys, KeysConfig::File("k.json".into()));
         assert_eq!((c.verifier.leeway, c.verifier.proof_max_age), (5, 60));
@@ -679,6 +696,10 @@ mod tests {
         let x = Config::from_toml_str(&format!("{MIN}[server]\nclient_cert_header = \"X-Forwarded-Client-Cert\"\n"))
             .unwrap();
         assert_eq!(x.server.client_cert, Some(("x-forwarded-client-cert".into(), CertHeaderFormat::Xfcc)));
+        let t =
+            Config::from_toml_str(&format!("{MIN}[server]\ntrust_forwarded = true\ntrust_forwarded_prefix = true\n"))
+                .unwrap();
+        assert!(t.server.trust_forwarded && t.server.trust_forwarded_prefix);
     }
 
     #[test]

@@ -19,7 +19,7 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n";
 
 async fn gateway(server: &str) -> Gateway {
     let issuer = Issuer::new().unwrap();
-    let opts = GatewayOptions { server_extra: server.into(), ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) };
+    let opts = GatewayOptions { server: server.into(), ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"]) };
     Gateway::start(&issuer, &opts).await.unwrap()
 }
 

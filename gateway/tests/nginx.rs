@@ -29,3 +29,8 @@ async fn client_cannot_spoof_original_request_or_identity() {
 async fn gateway_unavailable_reaches_the_client_as_503() {
     proxy_cases::unavailable_is_503(Nginx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_are_refused_and_the_raw_path_is_checked() {
+    proxy_cases::hostile_paths_refused_raw_path_checked(Nginx).await;
+}

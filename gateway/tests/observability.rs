@@ -374,6 +374,68 @@ async fn one_audit_event_per_decision() {
     assert_eq!(all, total, "{text}");
 }
 
+/// The audit event names a token (sub, trace, action, template) only once
+/// the verifier found it authentic — signature, issuer and audience checked
+/// — whatever check refused it afterwards; a forged token names nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_names_a_token_only_once_it_is_authentic() {
+    let issuer = Issuer::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let opts = GatewayOptions {
+        audit: format!("sink = \"file\"\npath = {:?}\n", audit.display().to_string()),
+        ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"])
+    };
+    let gw = Gateway::start(&issuer, &opts).await.unwrap();
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, AUDIENCE, ACTION, 5).unwrap();
+    let call = |method: &'static str, uri: &'static str, authorization: String, dpop: String| {
+        let addr = gw.addr;
+        async move {
+            let h = [
+                ("x-forwarded-method", method),
+                ("x-forwarded-uri", uri),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "api.test"),
+                ("authorization", authorization.as_str()),
+                ("dpop", dpop.as_str()),
+            ];
+            send(addr, "GET", "/forward-auth", &h).await.unwrap()
+        }
+    };
+    let proof_for = |method: &str, url: &str| client.proof(method, url, Some(&token), None, support::now()).unwrap();
+
+    // Forged: the same claims (sub client-1) signed by another key.
+    let forged = Issuer::new().unwrap().token(&client, AUDIENCE, ACTION, 5).unwrap();
+    let forged_proof = client.proof("POST", URL, Some(&forged), None, support::now()).unwrap();
+    let a = call("POST", "/payments/9", format!("DPoP {forged}"), forged_proof).await;
+    assert_eq!(a.header("x-ekey-reason"), "invalid_token");
+    // Authentic, then refused: outside the capability, presented without its
+    // binding, and on a path that is not in normal form.
+    let a = call("GET", "/reports", format!("DPoP {token}"), proof_for("GET", "https://api.test/reports")).await;
+    assert_eq!(a.header("x-ekey-reason"), "insufficient_scope");
+    let a = call("POST", "/payments/9", format!("Bearer {token}"), proof_for("POST", URL)).await;
+    assert_eq!(a.header("x-ekey-reason"), "invalid_token");
+    let hostile = "https://api.test/payments/%39";
+    let a = call("POST", "/payments/%39", format!("DPoP {token}"), proof_for("POST", hostile)).await;
+    assert_eq!((a.status, a.header("x-ekey-reason")), (StatusCode::BAD_REQUEST, "invalid_path".into()), "{a:?}");
+
+    let lines = audit_lines(&audit);
+    let ids = |l: &Value| ["outcome", "sub", "action", "template"].map(|f| l[f].as_str().map(str::to_owned)).to_vec();
+    let named = |outcome: &str| {
+        [Some(outcome), Some("client-1"), Some(ACTION), Some("test")].map(|v| v.map(str::to_owned)).to_vec()
+    };
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(ids(&lines[0]), vec![Some("invalid_token".to_owned()), None, None, None], "forged: {}", lines[0]);
+    assert_eq!(lines[0]["trace"], Value::Null);
+    assert_eq!(ids(&lines[1]), named("insufficient_scope"), "{}", lines[1]);
+    assert_eq!(ids(&lines[2]), named("invalid_token"), "{}", lines[2]);
+    assert_eq!(ids(&lines[3]), named("invalid_path"), "{}", lines[3]);
+    for l in &lines[1..] {
+        assert_eq!(l["trace"].as_str().map(str::len), Some(22), "{l}");
+    }
+}
+
 /// The gateway binary, killed on drop.
 struct Killed(Child);
 

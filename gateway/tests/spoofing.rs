@@ -91,6 +91,61 @@ async fn trusted_proxy_headers_are_believed() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{a:?}");
 }
 
+/// `X-Forwarded-Prefix` from a trusted proxy counts only when
+/// `trust_forwarded_prefix` is on, and then only for the URL the proof
+/// names: the capability is matched on the request target the gateway was
+/// given, never on the prefixed path.
+#[tokio::test]
+async fn a_forwarded_prefix_changes_the_url_never_the_matched_path() {
+    let issuer = Issuer::new().unwrap();
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    for trust in [false, true] {
+        let opts = GatewayOptions {
+            server: format!("trust_forwarded_prefix = {trust}\n"),
+            ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"])
+        };
+        let gw = Gateway::start(&issuer, &opts).await.unwrap();
+        let token = issuer.token(&client, AUDIENCE, ACTION, 5).unwrap();
+        let fwd = |prefix| {
+            vec![("x-forwarded-proto", "https"), ("x-forwarded-host", "api.test"), ("x-forwarded-prefix", prefix)]
+        };
+        // The client asked for /payments/42 of a service mounted at /payments... claims the proxy.
+        let (a, _) = dpop_call(
+            gw.addr,
+            &client,
+            &token,
+            "POST",
+            "/envoy/42",
+            "https://api.test/payments/42",
+            None,
+            &fwd("/payments"),
+        )
+        .await
+        .unwrap();
+        let want = if trust {
+            ("insufficient_scope", StatusCode::FORBIDDEN)
+        } else {
+            ("invalid_proof", StatusCode::UNAUTHORIZED)
+        };
+        assert_eq!((a.header("x-ekey-reason").as_str(), a.status), want, "trust {trust}: {a:?}");
+        // A real prefix in front of the routed path: only with the switch on
+        // does the proof for the prefixed URL pass.
+        let (a, _) = dpop_call(
+            gw.addr,
+            &client,
+            &token,
+            "POST",
+            "/envoy/payments/42",
+            "https://api.test/v1/payments/42",
+            None,
+            &fwd("/v1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status == StatusCode::OK, trust, "trust {trust}: {a:?}");
+    }
+}
+
 #[tokio::test]
 async fn unusable_original_requests_are_refused_never_trusted() {
     let (issuer, gw, client) = gateway(&["127.0.0.1/32"]).await;

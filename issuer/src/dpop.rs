@@ -4,7 +4,8 @@
 
 use crate::replay::ReplayKey;
 use ekey_verifier::{
-    normalize_htu, DpopSettings, HtuError, JwsError, ProofError, ProofExpectations, ProofVerifier, VerifiedProof,
+    normalize_htu, DpopSettings, HtuError, PresentedRequest, ProofError, ProofExpectations, ProofVerifier,
+    VerifiedProof,
 };
 use http::HeaderMap;
 
@@ -40,13 +41,10 @@ impl TokenDpop {
         Ok(Self { proofs: ProofVerifier::new(settings), htu: normalize_htu(token_endpoint)? })
     }
 
-    /// Verifies the request's `DPoP` header(s).
+    /// Verifies the request's `DPoP` header(s), read as the verifier reads
+    /// them (exactly one, visible ASCII).
     pub(crate) fn verify(&self, headers: &HeaderMap, now: i64) -> Result<VerifiedProof, DpopError> {
-        let values = headers
-            .get_all("dpop")
-            .iter()
-            .map(|v| v.to_str().map_err(|_| DpopError::Invalid(ProofError::Malformed(JwsError::NotCompact))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = PresentedRequest::dpop_headers(headers).map_err(DpopError::Invalid)?;
         let expect = ProofExpectations { method: "POST", htu: &self.htu, access_token: None, jkt: None, now };
         self.proofs.verify(&values, &expect).map_err(|e| match e {
             ProofError::Missing => DpopError::Missing,
@@ -102,6 +100,10 @@ mod tests {
         let mut two = with(&key.proof("POST", URL, None, None, NOW).unwrap());
         two.append("dpop", HeaderValue::from_static("x"));
         assert_eq!(d.verify(&two, NOW), Err(DpopError::Invalid(ProofError::Multiple)));
+        let not_ascii = HeaderValue::from_bytes(b"\xff").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("dpop", not_ascii);
+        assert!(matches!(d.verify(&h, NOW), Err(DpopError::Invalid(ProofError::Malformed(_)))));
     }
 
     #[test]

@@ -130,11 +130,9 @@ async fn handle(
     tls_cert: Option<&[u8]>,
 ) -> Result<Value, Rejection> {
     let cert = source.client_certificate(peer.ip(), req.headers(), tls_cert)?;
-    let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok());
     let url = format!("{API}{}", req.uri().path());
-    let presented =
-        PresentedRequest { method: req.method().as_str(), url: &url, authorization, dpop: &[], peer_certificate: None };
-    let cap = verifier.verify_with_client_cert(&presented, cert.as_ref()).await?;
+    let presented = PresentedRequest::from_http(req.method(), &url, req.headers(), cert.as_ref())?;
+    let cap = verifier.verify(&presented).await?;
     if cap.sub.starts_with("spiffe://") {
         let der = cert.as_ref().and_then(|c| c.der()).ok_or(Rejection::MissingCredentials)?;
         require_spiffe_sub(der, &cap.sub)?;

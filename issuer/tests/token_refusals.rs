@@ -10,7 +10,7 @@ use common::*;
 use ekey_issuer::dev::{DevIssuer, DevOptions};
 use ekey_issuer::{Config, Providers, Server, SignError, Signer};
 use ekey_verifier::client::DpopKey;
-use ekey_verifier::{Algorithm, KeyPair, PublicJwk};
+use ekey_verifier::{b64_encode, Algorithm, KeyPair, PublicJwk};
 use http::Method;
 use serde_json::json;
 use std::sync::Arc;
@@ -87,6 +87,87 @@ async fn client_authentication_refusals() {
         form.push(("client_assertion", &jwt));
         let res = token_request(&endpoint, Auth::Basic(id, secret), proof(&key, &endpoint), &form).await;
         assert_eq!((res.status.as_u16(), res.error().as_str()), (400, "invalid_request"));
+        dev.shutdown().await;
+    })
+    .await;
+}
+
+/// A `private_key_jwt` assertion with these claims and no `kid`.
+fn assertion_without_kid(key: &KeyPair, claims: &serde_json::Value) -> String {
+    let header = json!({"alg": key.algorithm().as_str(), "typ": "JWT"});
+    let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(claims.to_string()));
+    format!("{input}.{}", b64_encode(key.sign(input.as_bytes()).unwrap()))
+}
+
+/// The form of an assertion request without `client_id`.
+fn assertion_form<'a>(jwt: &'a str, client_id: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("scope", "payments.create"),
+        ("client_assertion_type", ekey_issuer::JWT_BEARER),
+        ("client_assertion", jwt),
+    ];
+    form.extend(client_id.map(|id| ("client_id", id)));
+    form
+}
+
+#[tokio::test]
+async fn assertion_identifies_the_client_without_client_id() {
+    bounded(async {
+        let (dev, endpoint) = dev().await;
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let (jwt_id, client_key) = dev.jwt_client();
+        let (basic_id, _) = dev.basic_client();
+        let claims = |iss: &str, sub: &str, jti: &str| {
+            json!({"iss": iss, "sub": sub, "aud": endpoint, "iat": now(), "exp": now() + 60, "jti": jti})
+        };
+
+        // Neither client_id nor kid: iss = sub names the client, its key verifies.
+        let jwt = assertion_without_kid(client_key, &claims(jwt_id, jwt_id, "no-client-id"));
+        let ok = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &assertion_form(&jwt, None)).await;
+        assert_eq!(ok.status, 200, "{:?}", ok.body);
+        let token = ok.json()["access_token"].as_str().unwrap().to_owned();
+        let (_, payload) = ekey_verifier::dangerous::decode_unverified(&token).unwrap();
+        assert_eq!(payload["sub"], jwt_id);
+
+        // The same assertion again, with or without client_id: replayed.
+        for client_id in [None, Some(jwt_id)] {
+            let form = assertion_form(&jwt, client_id);
+            let again = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &form).await;
+            assert_eq!((again.status.as_u16(), again.error().as_str()), (401, "invalid_client"));
+            assert!(description(&again).contains("replayed"), "{}", description(&again));
+        }
+
+        // client_id names another client than the assertion does.
+        let jwt = assertion_without_kid(client_key, &claims(jwt_id, jwt_id, "mismatch"));
+        let form = assertion_form(&jwt, Some(basic_id));
+        let res = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &form).await;
+        assert_eq!((res.status.as_u16(), res.error().as_str()), (400, "invalid_request"));
+        assert!(description(&res).contains("client_id"), "{}", description(&res));
+        // Refused before its jti was spent: the same assertion without client_id still works.
+        let ok = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &assertion_form(&jwt, None)).await;
+        assert_eq!(ok.status, 200, "{:?}", ok.body);
+
+        // iss and sub disagree: nothing identifies the client.
+        let jwt = assertion_without_kid(client_key, &claims(jwt_id, basic_id, "iss-not-sub"));
+        let res = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &assertion_form(&jwt, None)).await;
+        assert_eq!((res.status.as_u16(), res.error().as_str()), (401, "invalid_client"));
+        assert!(description(&res).contains("iss and sub"), "{}", description(&res));
+
+        // A client nobody registered, and a client_secret_basic client.
+        for client in ["nobody", basic_id] {
+            let jwt = assertion_without_kid(client_key, &claims(client, client, "unknown"));
+            let form = assertion_form(&jwt, None);
+            let res = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &form).await;
+            assert_eq!((res.status.as_u16(), res.error().as_str()), (401, "invalid_client"));
+            assert!(description(&res).contains("not registered for private_key_jwt"), "{}", description(&res));
+        }
+
+        // The client named, but another key signed.
+        let stranger = KeyPair::generate(Algorithm::ES256).unwrap();
+        let jwt = assertion_without_kid(&stranger, &claims(jwt_id, jwt_id, "stranger"));
+        let res = token_request(&endpoint, Auth::None, proof(&key, &endpoint), &assertion_form(&jwt, None)).await;
+        assert_eq!((res.status.as_u16(), res.error().as_str()), (401, "invalid_client"));
+        assert!(description(&res).contains("signature"), "{}", description(&res));
         dev.shutdown().await;
     })
     .await;
@@ -179,6 +260,17 @@ async fn template_refusals() {
         )
         .await;
         assert_eq!(audience.error(), "invalid_authorization_details");
+
+        // Literal segments that would "narrow" :id, but that a router reads
+        // as another resource: never granted, as action or as subcap.
+        for hostile in ["POST:/payments/1%2F..%2Fadmin", "POST:/payments/%2e%2e", "POST:/payments/1%00"] {
+            let a = ask(json!([{"type": "ekey_capability", "action": hostile}])).await;
+            assert_eq!((a.status.as_u16(), a.error().as_str()), (400, "invalid_authorization_details"), "{hostile}");
+            assert!(description(&a).contains("normal form"), "{hostile}: {}", description(&a));
+            let sub = hostile.replace("POST", "GET");
+            let a = ask(json!([{"type": "ekey_capability", "action": "POST:/payments/1", "subcap": [sub]}])).await;
+            assert_eq!(a.error(), "invalid_authorization_details", "subcap {hostile}");
+        }
 
         let ty = ask(json!([{"type": "payment_initiation", "action": "POST:/payments/1"}])).await;
         assert_eq!(ty.error(), "invalid_authorization_details");

@@ -86,8 +86,8 @@ impl Setup {
             method: "POST",
             url: URL,
             authorization: Some(&auth),
-            dpop: &[proof],
-            peer_certificate: None,
+            dpop: vec![proof],
+            ..Default::default()
         };
         self.rt.block_on(v.verify(&req)).expect("accepted");
     }

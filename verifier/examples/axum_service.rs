@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // The audience is the public origin: DPoP proofs name URLs under it, also
     // when a proxy in front of this service forwards to another address.
-    let external = ExternalUrl::new(&ExternalUrlSettings { trusted_proxies: vec![], public_base_url: Some(audience) })?;
+    let external = ExternalUrl::new(&ExternalUrlSettings { public_base_url: Some(audience), ..Default::default() })?;
 
     // Only the routes inside the layer are protected.
     let protected = Router::new()

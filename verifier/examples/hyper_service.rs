@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(MemoryStore::default()),
     ));
     let external =
-        Arc::new(ExternalUrl::new(&ExternalUrlSettings { trusted_proxies: vec![], public_base_url: Some(audience) })?);
+        Arc::new(ExternalUrl::new(&ExternalUrlSettings { public_base_url: Some(audience), ..Default::default() })?);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     eprintln!("hyper_service listening on http://{}", listener.local_addr()?);

@@ -2,6 +2,7 @@
 //! writes them and the verifier that reads them.
 
 use crate::capability::ActionPattern;
+use crate::jose::json::{non_null, object};
 use serde::{Deserialize, Serialize};
 
 /// Upper bound for any numeric date: year 5138. Larger values are refused
@@ -18,7 +19,7 @@ pub struct Capability {
     /// `METHOD:/path/:param`, e.g. `POST:/payments/:id`.
     pub action: String,
     /// An OAuth-style scope string, informative.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "non_null")]
     pub scope: Option<String>,
     /// How many uses in total (≥ 1).
     pub limit: u32,
@@ -37,11 +38,13 @@ pub enum Confirmation {
     X5tS256(String),
 }
 
+/// `null` is refused, not read as absent, so `{"jkt": null, "x5t#S256": …}`
+/// is not a certificate binding.
 #[derive(Serialize, Deserialize)]
 struct RawCnf {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "non_null")]
     jkt: Option<String>,
-    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none", deserialize_with = "non_null")]
     x5t_s256: Option<String>,
 }
 
@@ -57,7 +60,7 @@ impl Serialize for Confirmation {
 
 impl<'de> Deserialize<'de> for Confirmation {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match RawCnf::deserialize(d)? {
+        match object::<_, RawCnf>(d)? {
             RawCnf { jkt: Some(j), x5t_s256: None } => Ok(Self::Jkt(j)),
             RawCnf { jkt: None, x5t_s256: Some(x) } => Ok(Self::X5tS256(x)),
             RawCnf { jkt: Some(_), x5t_s256: Some(_) } => {
@@ -88,7 +91,8 @@ impl Audience {
     }
 }
 
-/// The payload of an ekey token.
+/// The payload of an ekey token. No member may be `null`: required members
+/// need their value, and optional ones are left out rather than set to `null`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Issuer URL.
@@ -106,11 +110,12 @@ pub struct Claims {
     /// The trace id: ≥ 128 random bits, base64url.
     pub jti: String,
     /// What the token allows.
+    #[serde(deserialize_with = "object")]
     pub cap: Capability,
     /// The key it is bound to.
     pub cnf: Confirmation,
     /// The template it was minted from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "non_null")]
     pub tpl: Option<String>,
 }
 
@@ -190,6 +195,42 @@ mod tests {
         }
         let json = serde_json::to_string(&Confirmation::X5tS256("t".into())).unwrap();
         assert_eq!(json, r#"{"x5t#S256":"t"}"#);
+    }
+
+    #[test]
+    fn null_members_refused_not_read_as_absent() {
+        let good = serde_json::to_value(claims()).unwrap();
+        let mut with_optionals = good.clone();
+        with_optionals["tpl"] = "payments".into();
+        with_optionals["cap"]["scope"] = "payments.create".into();
+        assert!(serde_json::from_value::<Claims>(with_optionals).is_ok());
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 9] = [
+            ("tpl", |c| c["tpl"] = serde_json::Value::Null),
+            ("cap.scope", |c| c["cap"]["scope"] = serde_json::Value::Null),
+            ("cap.subcap", |c| c["cap"]["subcap"] = serde_json::Value::Null),
+            ("cnf.x5t#S256 beside jkt", |c| c["cnf"]["x5t#S256"] = serde_json::Value::Null),
+            ("cnf.jkt beside x5t#S256", |c| c["cnf"] = serde_json::json!({"jkt": null, "x5t#S256": "t"})),
+            ("cnf", |c| c["cnf"] = serde_json::Value::Null),
+            ("aud", |c| c["aud"] = serde_json::Value::Null),
+            ("exp", |c| c["exp"] = serde_json::Value::Null),
+            ("cap", |c| c["cap"] = serde_json::Value::Null),
+        ];
+        for (what, edit) in edits {
+            let mut c = good.clone();
+            edit(&mut c);
+            assert!(serde_json::from_value::<Claims>(c).is_err(), "{what}: null accepted");
+        }
+    }
+
+    #[test]
+    fn cap_and_cnf_are_objects() {
+        let good = serde_json::to_value(claims()).unwrap();
+        for (member, array) in [("cnf", serde_json::json!(["x"])), ("cap", serde_json::json!(["GET:/a/:id", "s", 2]))] {
+            let mut c = good.clone();
+            c[member] = array;
+            assert!(serde_json::from_value::<Claims>(c).is_err(), "{member} as an array accepted");
+        }
     }
 
     #[test]

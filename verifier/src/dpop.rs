@@ -122,13 +122,21 @@ pub enum ProofError {
     NonceRequired(String),
 }
 
+/// The claims we read. A claim set to `null` is refused, never read as
+/// absent: `"nonce": null` is not "no nonce", `"ath": null` not "no ath".
 #[derive(Deserialize)]
 struct ProofClaims {
+    #[serde(default, deserialize_with = "json::non_null")]
     jti: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     htm: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     htu: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     iat: Option<i64>,
+    #[serde(default, deserialize_with = "json::non_null")]
     ath: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     nonce: Option<String>,
 }
 
@@ -178,7 +186,7 @@ impl ProofVerifier {
         }
         let payload = jws.payload()?;
         let claims: ProofClaims =
-            json::from_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
+            json::from_object_slice(&payload).map_err(|e: JsonError| ProofError::Claims(e.to_string()))?;
         self.check_claims(claims, jwk, expect)
     }
 
@@ -228,5 +236,63 @@ impl ProofVerifier {
             self.keys.insert(id, Arc::clone(&key));
         }
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::DpopKey;
+    use serde_json::{json, Value};
+
+    const URL: &str = "https://api.example.com/payments/1";
+    const NOW: i64 = 1_700_000_000;
+
+    fn expect(access_token: Option<&str>) -> ProofExpectations<'_> {
+        ProofExpectations { method: "POST", htu: URL, access_token, jkt: None, now: NOW }
+    }
+
+    fn claims() -> Value {
+        json!({"jti": "j-1", "htm": "POST", "htu": URL, "iat": NOW, "ath": b64::sha256_b64("token")})
+    }
+
+    fn null_refused(verifier: &ProofVerifier, proof: &str, access_token: Option<&str>, what: &str) {
+        match verifier.verify(&[proof], &expect(access_token)) {
+            Err(ProofError::Claims(why)) => assert!(why.contains("null"), "{what}: {why}"),
+            Err(ProofError::Malformed(JwsError::Header(JsonError::Malformed(why)))) => {
+                assert!(why.contains("null"), "{what}: {why}")
+            }
+            other => panic!("{what}: null accepted or refused for another reason: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn null_claims_and_header_members_refused_not_read_as_absent() {
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let plain = ProofVerifier::new(DpopSettings::default());
+        plain.verify(&[&key.sign_proof(&claims()).unwrap()], &expect(Some("token"))).unwrap();
+        for member in ["jti", "htm", "htu", "iat", "ath", "nonce"] {
+            let mut c = claims();
+            c[member] = Value::Null;
+            let proof = key.sign_proof(&c).unwrap();
+            null_refused(&plain, &proof, Some("token"), member);
+            // At the token endpoint nothing needs ath, and here no nonce is required:
+            // null is refused all the same.
+            null_refused(&plain, &proof, None, member);
+        }
+
+        let nonces = NonceSource::new(b"a TEST-ONLY nonce secret of 32 bytes", 60).unwrap();
+        let with_nonce = ProofVerifier::new(DpopSettings { nonce: Some(nonces.clone()), ..DpopSettings::default() });
+        let mut c = claims();
+        c["nonce"] = nonces.current(NOW).into();
+        with_nonce.verify(&[&key.sign_proof(&c).unwrap()], &expect(Some("token"))).unwrap();
+        c["nonce"] = Value::Null;
+        null_refused(&with_nonce, &key.sign_proof(&c).unwrap(), Some("token"), "required nonce");
+
+        for member in ["jwk", "crit", "b64", "jku", "kid"] {
+            let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.key_pair().public_jwk().to_json()});
+            header[member] = Value::Null;
+            null_refused(&plain, &key.sign_compact(&header, &claims()).unwrap(), Some("token"), member);
+        }
     }
 }

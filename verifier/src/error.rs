@@ -1,8 +1,10 @@
 //! The one error a verification returns, and its HTTP answer.
 
+use crate::claims::Claims;
 use crate::dpop::ProofError;
 use crate::jose::alg::Algorithm;
 use crate::outcome::Outcome;
+use crate::path::PathError;
 use crate::revocation::RevocationError;
 use crate::store::StoreError;
 use crate::token::TokenError;
@@ -31,6 +33,12 @@ pub enum Rejection {
     /// Valid token, but not for this method and path: 403 `insufficient_scope`.
     #[error("the token's capability does not cover this request")]
     InsufficientScope,
+    /// The request path is not in normal form (dot segments in any spelling,
+    /// `\`, encoded `/` `\` or controls, needless or lower-case
+    /// percent-encodings, empty segments), so it is not matched against any
+    /// capability: 400 `invalid_request` (RFC 6750 §3.1).
+    #[error("the request path is not in normal form: {0}")]
+    InvalidPath(PathError),
     /// The store or the issuer's keys cannot answer; refused (fail closed):
     /// 503 + `Retry-After`.
     #[error("temporarily unable to verify: {0}")]
@@ -70,6 +78,58 @@ impl From<StoreError> for Rejection {
     }
 }
 
+/// A refused request: the [`Rejection`] (which knows its HTTP answer) and,
+/// once the token proved authentic, whose token it was.
+///
+/// `token` is `Some` only for refusals made after the token's signature,
+/// issuer and audience were checked (an expired, unbound, out-of-scope,
+/// replayed, spent or revoked token; a request path not in normal form; a
+/// store that cannot answer). Before that, anything read from the token may
+/// be forged, so nothing is handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why, and the HTTP answer.
+    pub rejection: Rejection,
+    /// The identifiers of the refused token, when it was authentic.
+    pub token: Option<TokenIds>,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Self { rejection, token: None }
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
+        Rejection::from(e).into()
+    }
+}
+
+/// Identifiers of an authentic token, for audit logs: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIds {
+    /// `sub`: the client or workload.
+    pub sub: String,
+    /// `jti`: the trace id.
+    pub trace: String,
+    /// `cap.action`.
+    pub action: String,
+    /// `tpl`, if the token names its template.
+    pub template: Option<String>,
+}
+
+impl TokenIds {
+    pub(crate) fn of(claims: &Claims) -> Self {
+        Self {
+            sub: claims.sub.clone(),
+            trace: claims.jti.clone(),
+            action: claims.cap.action.clone(),
+            template: claims.tpl.clone(),
+        }
+    }
+}
+
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
@@ -78,6 +138,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -91,6 +152,7 @@ impl Rejection {
             Self::InvalidProof(_) => Some("invalid_dpop_proof"),
             Self::UseDpopNonce(_) => Some("use_dpop_nonce"),
             Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InvalidPath(_) => Some("invalid_request"),
         }
     }
 
@@ -106,6 +168,7 @@ impl Rejection {
             Self::InvalidProof(_) => Outcome::InvalidProof,
             Self::UseDpopNonce(_) => Outcome::UseDpopNonce,
             Self::InsufficientScope => Outcome::InsufficientScope,
+            Self::InvalidPath(_) => Outcome::InvalidPath,
             Self::Unavailable(_) => Outcome::StoreUnavailable,
         }
     }
@@ -178,6 +241,13 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, &HeaderValue::from(1u32))
         );
         assert_eq!(Rejection::InsufficientScope.status(), 403);
+        let r = Rejection::InvalidPath(PathError::DotSegment).to_response(&algs);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "DPoP algs=\"ES256\", error=\"invalid_request\", error_description=\"the request path is not in normal \
+             form: it has a '.' or '..' segment (in some spelling)\""
+        );
         assert_eq!(
             Rejection::MissingCredentials.to_response(&algs).headers()["www-authenticate"],
             "DPoP algs=\"ES256\""

@@ -5,8 +5,9 @@
 //!
 //! 1. a configured public base URL (`https://api.example.com[/prefix]`)
 //!    overrides everything: the request path is appended to it;
-//! 2. when the TCP peer is a configured trusted proxy, `Forwarded` (RFC 7239)
-//!    or else `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-Prefix`;
+//! 2. when the TCP peer is a configured trusted proxy, `X-Forwarded-Proto`
+//!    / `X-Forwarded-Host`, and — only where the embedder turns each on —
+//!    `Forwarded` (RFC 7239, which then wins) and `X-Forwarded-Prefix`;
 //! 3. otherwise the connection itself: the listener's scheme and the `Host`
 //!    header (or the request target's authority).
 //!
@@ -15,11 +16,18 @@
 //! walking the `for=` / `X-Forwarded-For` entries from the right while they
 //! name trusted proxies.
 //!
+//! `Forwarded` and `X-Forwarded-Prefix` stay off by default because common
+//! proxies (nginx, Caddy, Traefik) pass a client's copy of them through
+//! untouched unless told to overwrite it: being a trusted proxy does not
+//! make every header it forwards its own. Either one changes only the
+//! external URL (what the DPoP proof's `htu` must name); the capability is
+//! always matched on the path the application routes.
+//!
 //! ```
 //! use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RequestOrigin};
 //! let ext = ExternalUrl::new(&ExternalUrlSettings {
 //!     trusted_proxies: vec!["10.0.0.0/8".into()],
-//!     public_base_url: None,
+//!     ..ExternalUrlSettings::default()
 //! }).unwrap();
 //! let mut headers = http::HeaderMap::new();
 //! headers.insert("host", "10.0.0.7:8080".parse().unwrap());
@@ -52,6 +60,17 @@ pub struct ExternalUrlSettings {
     /// The public `scheme://host[:port][/prefix]` of the service; when set it
     /// overrides the forwarding headers and the connection. Defaults to `None`.
     pub public_base_url: Option<String>,
+    /// Believe a trusted proxy's `Forwarded` header (RFC 7239 `proto` and
+    /// `host`, preferred over `X-Forwarded-*`). Turn it on only when every
+    /// trusted proxy overwrites or removes the client's `Forwarded`.
+    /// Defaults to `false`.
+    pub trust_forwarded: bool,
+    /// Believe a trusted proxy's `X-Forwarded-Prefix` (the path prefix the
+    /// proxy strips), which is put in front of the path of the external URL.
+    /// Turn it on only when every trusted proxy sets or removes that header.
+    /// It never changes the path the capability is matched on.
+    /// Defaults to `false`.
+    pub trust_forwarded_prefix: bool,
 }
 
 /// A setting or a request from which no external URL can be built.
@@ -110,6 +129,8 @@ pub struct ExternalUrl {
     trusted: Vec<IpNet>,
     /// `scheme://authority` and a path prefix without a trailing `/`.
     base: Option<(String, String)>,
+    forwarded: bool,
+    prefix: bool,
 }
 
 impl ExternalUrl {
@@ -117,7 +138,7 @@ impl ExternalUrl {
     pub fn new(settings: &ExternalUrlSettings) -> Result<Self, ExternalUrlError> {
         let trusted = settings.trusted_proxies.iter().map(|p| parse_proxy(p)).collect::<Result<_, _>>()?;
         let base = settings.public_base_url.as_deref().map(parse_base).transpose()?;
-        Ok(Self { trusted, base })
+        Ok(Self { trusted, base, forwarded: settings.trust_forwarded, prefix: settings.trust_forwarded_prefix })
     }
 
     /// Whether `peer` is a configured trusted proxy. IPv4-mapped IPv6
@@ -137,7 +158,10 @@ impl ExternalUrl {
     /// The absolute URL the client addressed.
     pub fn rebuild(&self, req: &RequestOrigin<'_>) -> Result<String, ExternalUrlError> {
         let path = req.path_and_query;
-        if !path.starts_with('/') || path.starts_with("//") || !is_visible_ascii(path) {
+        // `//x` is an origin-form path with an empty first segment, not an
+        // authority: it is rebuilt as it came, and refused by the verifier's
+        // path rule like any other path that is not in normal form.
+        if !path.starts_with('/') || !is_visible_ascii(path) {
             return Err(ExternalUrlError::Path);
         }
         if let Some((origin, prefix)) = &self.base {
@@ -147,7 +171,7 @@ impl ExternalUrl {
         let mut host = None;
         let mut prefix = String::new();
         if self.is_trusted(req.peer) {
-            let fwd = self.read_forwarded(req.headers)?;
+            let fwd = if self.forwarded { self.read_forwarded(req.headers)? } else { Forwarded::default() };
             let xf = self.read_x_forwarded(req.headers)?;
             if let Some(p) = fwd.proto.or(xf.proto) {
                 scheme = p;
@@ -204,7 +228,8 @@ impl ExternalUrl {
         };
         let proto = pick("x-forwarded-proto")?.map(|p| check_proto(&p)).transpose()?;
         let host = pick("x-forwarded-host")?.map(|h| check_host(&h)).transpose()?;
-        let prefix = pick("x-forwarded-prefix")?.map(|p| check_prefix(&p)).transpose()?;
+        let prefix =
+            if self.prefix { pick("x-forwarded-prefix")?.map(|p| check_prefix(&p)).transpose()? } else { None };
         Ok(Forwarded { proto, host, prefix })
     }
 
@@ -353,10 +378,13 @@ fn node_ip(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    /// Every forwarding header believed from `trusted`.
     fn ext(trusted: &[&str], base: Option<&str>) -> ExternalUrl {
         ExternalUrl::new(&ExternalUrlSettings {
             trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
             public_base_url: base.map(str::to_owned),
+            trust_forwarded: true,
+            trust_forwarded_prefix: true,
         })
         .unwrap()
     }
@@ -420,6 +448,36 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_and_prefix_only_when_turned_on() {
+        let h = headers(&[
+            ("host", "internal"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "api.example.com"),
+            ("forwarded", "for=192.0.2.1;proto=http;host=evil.example"),
+            ("x-forwarded-prefix", "/payments"),
+        ]);
+        let with = |trust_forwarded, trust_forwarded_prefix| {
+            let e = ExternalUrl::new(&ExternalUrlSettings {
+                trusted_proxies: vec!["10.0.0.1".into()],
+                trust_forwarded,
+                trust_forwarded_prefix,
+                ..Default::default()
+            })
+            .unwrap();
+            rebuild(&e, "10.0.0.1", &h).unwrap()
+        };
+        assert_eq!(with(false, false), "https://api.example.com/a/b?q=1");
+        assert_eq!(with(true, false), "http://evil.example/a/b?q=1");
+        assert_eq!(with(false, true), "https://api.example.com/payments/a/b?q=1");
+        // A malformed header that is not believed is not read either.
+        let bad = headers(&[("host", "h"), ("forwarded", "proto=gopher"), ("x-forwarded-prefix", "v1")]);
+        let e =
+            ExternalUrl::new(&ExternalUrlSettings { trusted_proxies: vec!["10.0.0.1".into()], ..Default::default() })
+                .unwrap();
+        assert_eq!(rebuild(&e, "10.0.0.1", &bad).unwrap(), "http://h/a/b?q=1");
+    }
+
+    #[test]
     fn chain_of_proxies_uses_outermost_trusted_hop() {
         let e = ext(&["10.0.0.0/8"], None);
         // client 192.0.2.1 -> 10.0.0.5 (wrote host=api) -> 10.0.0.6 (wrote host=mid) -> us
@@ -472,7 +530,7 @@ mod tests {
     fn path_must_be_origin_form() {
         let e = ext(&[], None);
         let h = headers(&[("host", "h")]);
-        for bad in ["", "*", "http://x/", "//x/y", "/a b"] {
+        for bad in ["", "*", "http://x/", "/a b", "/a\u{7f}"] {
             let r = e.rebuild(&RequestOrigin {
                 peer: None,
                 listener_scheme: "http",
@@ -490,6 +548,14 @@ mod tests {
             headers: &h,
         });
         assert_eq!(r.unwrap(), "https://h2.example/");
+        let r = e.rebuild(&RequestOrigin {
+            peer: None,
+            listener_scheme: "http",
+            authority: None,
+            path_and_query: "//x/y",
+            headers: &h,
+        });
+        assert_eq!(r.unwrap(), "http://h//x/y");
         assert!(!e.is_trusted(None));
     }
 }

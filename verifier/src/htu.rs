@@ -73,12 +73,6 @@ fn normalize_path(path: &str, out: &mut String) {
     out.push_str(rest);
 }
 
-/// The path of a normalised `htu` (what capability patterns are matched against).
-pub(crate) fn path_of(normalized: &str) -> &str {
-    let after_scheme = normalized.find("://").map_or(0, |i| i + 3);
-    normalized[after_scheme..].find('/').map_or("/", |i| &normalized[after_scheme + i..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,11 +118,5 @@ mod tests {
         assert_eq!(normalize_htu("/relative"), Err(HtuError::NotHttpUrl));
         assert_eq!(normalize_htu("https://u:p@h/"), Err(HtuError::UserInfo));
         assert_eq!(normalize_htu("https://h/%zz").unwrap(), "https://h/%zz");
-    }
-
-    #[test]
-    fn path_extraction() {
-        assert_eq!(path_of("https://h:1/a/b"), "/a/b");
-        assert_eq!(path_of("https://h/"), "/");
     }
 }

@@ -10,11 +10,15 @@
 //! 2. the key by `kid` from a [`KeySource`] ([`StaticKeys`], [`HttpJwks`]);
 //! 3. signature, then `iss`, `aud`, `exp`/`nbf`/`iat` with leeway, TTL cap;
 //! 4. the binding: DPoP proof ([`ProofVerifier`]) or client certificate;
-//! 5. the capability: method and path against `cap.action` / `cap.subcap`;
+//! 5. the capability: method and path against `cap.action` / `cap.subcap`,
+//!    where the path is the one the application routes, refused with 400
+//!    ([`PathError`]) unless it is already in normal form;
 //! 6. one atomic [`UsageStore::consume`]: proof replay, usage limit, revocation.
 //!
 //! The result is a [`VerifiedCapability`] or a [`Rejection`] that knows its HTTP
-//! answer (401 + `WWW-Authenticate: DPoP …`, 403, or 503 + `Retry-After`).
+//! answer (401 + `WWW-Authenticate: DPoP …`, 400, 403, or 503 + `Retry-After`).
+//! [`Verifier::decide`] answers a [`Refusal`] instead, which also names the
+//! token ([`TokenIds`]) once it proved authentic, for audit logs.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,8 +35,8 @@
 //!     method: "POST",
 //!     url: "https://api.example.com/payments/42",
 //!     authorization: Some("DPoP eyJ…"),
-//!     dpop: &["eyJ…"],
-//!     peer_certificate: None,
+//!     dpop: vec!["eyJ…"],
+//!     ..PresentedRequest::default()
 //! };
 //! match verifier.verify(&request).await {
 //!     Ok(cap) => println!("{} may {} ({} uses left)", cap.sub, cap.action, cap.remaining),
@@ -54,7 +58,9 @@
 //!
 //! Without tower, hyper services call [`Verifier::verify_http`] with the URL
 //! from [`ExternalUrl::rebuild`] (see `examples/hyper_service.rs` and
-//! `docs/gateway.md`).
+//! `docs/gateway.md`), or [`PresentedRequest::from_http`] and
+//! [`Verifier::decide`] when the path the application routes is not the
+//! path of that URL.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -77,6 +83,8 @@ pub mod metrics;
 pub mod mtls;
 mod nonce;
 mod outcome;
+mod path;
+mod request;
 mod revocation;
 mod store;
 mod token;
@@ -92,16 +100,18 @@ pub use crate::claims::{
 };
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier, VerifiedProof};
-pub use crate::error::{Rejection, RETRY_AFTER_SECS};
+pub use crate::error::{Refusal, Rejection, TokenIds, RETRY_AFTER_SECS};
 pub use crate::external_url::{ExternalUrl, ExternalUrlError, ExternalUrlSettings, RequestOrigin};
 pub use crate::htu::{normalize_htu, HtuError};
 pub use crate::jose::alg::{Algorithm, UnknownAlgorithm};
 pub use crate::jose::b64::{encode as b64_encode, sha256_b64};
-pub use crate::jose::json::JsonError;
+pub use crate::jose::json::{non_null, JsonError, MAX_JSON_DEPTH, MAX_JSON_MEMBERS};
 pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk, SkippedKey};
 pub use crate::jose::jws::JwsError;
 pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
-pub use crate::jose::verify::{from_json_strict, verify_compact_jws, CompactJwsError, VerifiedJws};
+pub use crate::jose::verify::{
+    from_json_strict, verify_compact_jws, verify_compact_jwt, CompactJwsError, KeyHint, VerifiedJws,
+};
 #[cfg(feature = "http-jwks")]
 pub use crate::keys::{HttpJwks, HttpJwksSettings};
 pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
@@ -109,6 +119,8 @@ pub use crate::keys::{KeySource, KeySourceError, StaticKeys};
 pub use crate::metrics::VerifierMetrics;
 pub use crate::nonce::{NonceConfigError, NonceSource};
 pub use crate::outcome::Outcome;
+pub use crate::path::PathError;
+pub use crate::request::PresentedRequest;
 #[cfg(feature = "redis")]
 pub use crate::revocation::{RedisRevocationFeed, RedisRevocations, RevocationFeedSettings};
 pub use crate::revocation::{RevocationCheck, RevocationError, RevocationRule, RevocationRules, RULE_MARGIN_SECS};
@@ -118,4 +130,4 @@ pub use crate::store::{
 #[cfg(feature = "redis")]
 pub use crate::store::{EvictionCheck, RedisStore, RedisStoreError, RedisStoreSettings};
 pub use crate::token::{TokenError, TokenSettings};
-pub use crate::verifier::{Binding, PresentedRequest, VerifiedCapability, Verifier, VerifierSettings};
+pub use crate::verifier::{Binding, VerifiedCapability, Verifier, VerifierSettings};

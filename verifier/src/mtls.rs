@@ -396,8 +396,8 @@ pub fn require_spiffe_sub(der: &[u8], sub: &str) -> Result<(), SpiffeError> {
 ///
 /// ```ignore
 /// let tls = acceptor.accept(tcp).await?;
-/// let cert = ekey_verifier::mtls::peer_certificate_der(&tls).map(<[u8]>::to_vec);
-/// // … per request: PresentedRequest { peer_certificate: cert.as_deref(), .. }
+/// let cert = ekey_verifier::mtls::peer_certificate_der(&tls).map(|der| ClientCert::Der(der.to_vec()));
+/// // … per request: PresentedRequest { client_cert: cert.as_ref(), .. }
 /// ```
 #[cfg(feature = "tokio-rustls")]
 pub fn peer_certificate_der<IO>(conn: &tokio_rustls::server::TlsStream<IO>) -> Option<&[u8]> {

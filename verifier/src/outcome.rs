@@ -40,13 +40,16 @@ pub enum Outcome {
     Revoked,
     /// Valid token, but not for this method and path.
     InsufficientScope,
+    /// The request path is not in normal form, so no capability is matched
+    /// against it.
+    InvalidPath,
     /// The store, the issuer's keys or the revocation feed cannot answer.
     StoreUnavailable,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (`ALL[o.index()] == o`).
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Self::Success,
         Self::MissingCredentials,
         Self::InvalidToken,
@@ -57,13 +60,14 @@ impl Outcome {
         Self::Exhausted,
         Self::Revoked,
         Self::InsufficientScope,
+        Self::InvalidPath,
         Self::StoreUnavailable,
     ];
 
     /// The stable, low-cardinality word: `success`, or the rejection reason
     /// (`missing_credentials`, `invalid_token`, `expired`, `invalid_proof`,
     /// `use_dpop_nonce`, `replay_blocked`, `exhausted`, `revoked`,
-    /// `insufficient_scope`, `store_unavailable`).
+    /// `insufficient_scope`, `invalid_path`, `store_unavailable`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
@@ -76,6 +80,7 @@ impl Outcome {
             Self::Exhausted => "exhausted",
             Self::Revoked => "revoked",
             Self::InsufficientScope => "insufficient_scope",
+            Self::InvalidPath => "invalid_path",
             Self::StoreUnavailable => "store_unavailable",
         }
     }
@@ -135,6 +140,7 @@ mod tests {
             (Rejection::InvalidProof(ProofError::Replayed), Outcome::ReplayBlocked),
             (Rejection::UseDpopNonce("n".into()), Outcome::UseDpopNonce),
             (Rejection::InsufficientScope, Outcome::InsufficientScope),
+            (Rejection::InvalidPath(crate::path::PathError::EmptySegment), Outcome::InvalidPath),
             (Rejection::Unavailable("x".into()), Outcome::StoreUnavailable),
         ];
         for (rejection, outcome) in &cases {

@@ -124,26 +124,43 @@ impl TokenVerifier {
         &self.settings
     }
 
-    /// Signature (or cache hit) and then every claim check against `now`.
-    pub(crate) async fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
+    /// Whether the token is authentic: its signature (or a cache hit), the
+    /// shape of its claims, `iss` and `aud`. The claims returned may be
+    /// named in audit logs; they are not yet valid (see
+    /// [`TokenVerifier::check_validity`]).
+    pub(crate) async fn authenticate(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
         if token.len() > self.settings.max_len {
             return Err(JwsError::TooLarge(self.settings.max_len).into());
         }
         let digest = openssl::sha::sha256(token.as_bytes());
         let cached = self.cache.get(&digest).map(|c| Arc::clone(&c));
-        let claims = match cached {
-            Some(v) if self.key(&v.kid, v.alg).await?.jwk().thumbprint() == v.thumbprint => Arc::clone(&v.claims),
+        match cached {
+            Some(v) if self.key(&v.kid, v.alg).await?.jwk().thumbprint() == v.thumbprint => Ok(Arc::clone(&v.claims)),
             // Not cached, or the kid now names another key: check afresh.
             _ => {
                 let verified = Arc::new(self.verify_signature(token).await?);
-                self.check_static(&verified.claims)?;
+                self.check_origin(&verified.claims)?;
                 let claims = Arc::clone(&verified.claims);
                 self.remember(digest, verified, now);
-                claims
+                Ok(claims)
             }
-        };
-        self.check_time(&claims, now)?;
-        Ok(claims)
+        }
+    }
+
+    /// The checks of an authentic token's lifetime: TTL cap, `exp`, `nbf`,
+    /// `iat` against `now`.
+    pub(crate) fn check_validity(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
+        if c.ttl() > i64::from(self.settings.max_ttl).min(MAX_TTL_SECS) {
+            return Err(TokenError::TtlTooLong);
+        }
+        let leeway = i64::from(self.settings.leeway);
+        if now >= c.exp + leeway {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf > now + leeway || c.iat > now + leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
     }
 
     /// The key named `kid` for `alg`, as the key source has it now.
@@ -171,7 +188,7 @@ impl TokenVerifier {
             return Err(TokenError::Signature);
         }
         let payload = jws.payload()?;
-        let claims: Claims = json::from_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
+        let claims: Claims = json::from_object_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
         claims.check_shape()?;
         Ok(Verified {
             claims: Arc::new(claims),
@@ -181,27 +198,13 @@ impl TokenVerifier {
         })
     }
 
-    /// Checks that do not depend on time, done once per distinct token.
-    fn check_static(&self, c: &Claims) -> Result<(), TokenError> {
+    /// Whom the token is from and for, checked once per distinct token.
+    fn check_origin(&self, c: &Claims) -> Result<(), TokenError> {
         if c.iss != self.settings.issuer {
             return Err(TokenError::Issuer);
         }
         if !self.settings.audiences.iter().any(|a| c.aud.contains(a)) {
             return Err(TokenError::Audience);
-        }
-        if c.ttl() > i64::from(self.settings.max_ttl).min(MAX_TTL_SECS) {
-            return Err(TokenError::TtlTooLong);
-        }
-        Ok(())
-    }
-
-    fn check_time(&self, c: &Claims, now: i64) -> Result<(), TokenError> {
-        let leeway = i64::from(self.settings.leeway);
-        if now >= c.exp + leeway {
-            return Err(TokenError::Expired);
-        }
-        if c.nbf > now + leeway || c.iat > now + leeway {
-            return Err(TokenError::NotYetValid);
         }
         Ok(())
     }

@@ -1,12 +1,16 @@
 //! A tower middleware that verifies every request (feature `tower`).
 //!
-//! [`VerifyLayer`] wraps a service: each request is verified with
-//! [`Verifier::verify_http`] against its external URL (rebuilt by
-//! [`ExternalUrl`]: public base URL, trusted proxy headers, or the connection),
-//! and either reaches the inner service with the [`VerifiedCapability`] in its
+//! [`VerifyLayer`] wraps a service: each request is read with
+//! [`PresentedRequest::from_http`] and decided by [`Verifier::decide`]. The
+//! DPoP proof is checked against the request's external URL (rebuilt by
+//! [`ExternalUrl`]: public base URL, trusted proxy headers, or the
+//! connection); the capability is matched on the request's own path, the
+//! one the inner service routes, which must be in normal form. The request
+//! either reaches the inner service with the [`VerifiedCapability`] in its
 //! extensions or is answered right here with the mapped rejection (401 +
-//! `WWW-Authenticate: DPoP …`, 403, 503 + `Retry-After`; 400 when no external
-//! URL can be built). The inner service is not called for refused requests.
+//! `WWW-Authenticate: DPoP …`, 400, 403, 503 + `Retry-After`; 400 also when
+//! no external URL can be built). The inner service is not called for
+//! refused requests.
 //!
 //! The layer reads from the request's extensions, when present:
 //! - [`PeerAddr`] (or, with feature `axum`, `axum::extract::ConnectInfo<SocketAddr>`):
@@ -25,7 +29,7 @@
 //!
 //! let external = ExternalUrl::new(&ExternalUrlSettings {
 //!     trusted_proxies: vec!["127.0.0.1/32".into()],
-//!     public_base_url: None,
+//!     ..ExternalUrlSettings::default()
 //! })?;
 //! let service = VerifyLayer::new(Arc::new(verifier), external).layer(service_fn(
 //!     |req: http::Request<String>| async move {
@@ -37,17 +41,15 @@
 //! # Ok(()) }
 //! ```
 
-use crate::dpop::ProofError;
 use crate::error::Rejection;
 use crate::external_url::{ExternalUrl, RequestOrigin};
-use crate::jose::jws::JwsError;
 use crate::mtls::{ClientCert, ClientCertSource};
-use crate::token::TokenError;
-use crate::verifier::{PresentedRequest, VerifiedCapability, Verifier};
+use crate::request::PresentedRequest;
+use crate::verifier::{VerifiedCapability, Verifier};
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -189,78 +191,21 @@ impl Shared {
             tracing::debug!(error = %e, "no external URL for the request");
             bad_request()
         })?;
-        self.verify(head, peer, &url).await.map_err(|r| {
-            tracing::debug!(reason = r.reason(), %url, "request refused");
-            self.verifier.reject(&r)
-        })
-    }
-
-    async fn verify(&self, head: &Parts, peer: Option<IpAddr>, url: &str) -> Result<VerifiedCapability, Rejection> {
-        let started = self.started();
-        let here = |r: Rejection| self.refused_here(started, r);
         let tls = head.extensions.get::<PeerCertificate>().map(|c| &c.0[..]);
         let cert = match peer {
-            Some(ip) => self.certs.client_certificate(ip, &head.headers, tls).map_err(|e| here(e.into()))?,
+            Some(ip) => self.certs.client_certificate(ip, &head.headers, tls).map_err(Rejection::from),
             // No peer address: no proxy can be trusted.
-            None => tls.map(|der| ClientCert::Der(der.to_vec())),
+            None => Ok(tls.map(|der| ClientCert::Der(der.to_vec()))),
         };
-        match cert {
-            // The common cases go through the verifier's own header handling.
-            None => self.verifier.verify_http(&head.method, url, &head.headers, None).await,
-            Some(ClientCert::Der(der)) => self.verifier.verify_http(&head.method, url, &head.headers, Some(&der)).await,
-            Some(hash_only) => {
-                let authorization = one_header(&head.headers, http::header::AUTHORIZATION.as_str()).map_err(here)?;
-                let dpop = head
-                    .headers
-                    .get_all("dpop")
-                    .iter()
-                    .map(|v| {
-                        v.to_str().map_err(|_| Rejection::InvalidProof(ProofError::Malformed(JwsError::NotCompact)))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(here)?;
-                let req = PresentedRequest {
-                    method: head.method.as_str(),
-                    url,
-                    authorization,
-                    dpop: &dpop,
-                    peer_certificate: None,
-                };
-                self.verifier.verify_with_client_cert(&req, Some(&hash_only)).await
-            }
-        }
-    }
-}
-
-impl Shared {
-    /// When this request started, if refusals made here are to be counted.
-    fn started(&self) -> Option<std::time::Instant> {
-        #[cfg(feature = "metrics")]
-        if self.verifier.metrics().is_some() {
-            return Some(std::time::Instant::now());
-        }
-        None
-    }
-
-    /// A refusal made here, before the verifier saw the request: counted in
-    /// the verifier's metrics too, so every request has exactly one decision.
-    fn refused_here(&self, started: Option<std::time::Instant>, rejection: Rejection) -> Rejection {
-        #[cfg(feature = "metrics")]
-        if let (Some(m), Some(t)) = (self.verifier.metrics(), started) {
-            m.record_decision(rejection.outcome(), t.elapsed());
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = started;
-        rejection
-    }
-}
-
-fn one_header<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
-    let mut all = headers.get_all(name).iter();
-    match (all.next(), all.next()) {
-        (None, _) => Ok(None),
-        (Some(v), None) => Ok(Some(v.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?)),
-        (Some(_), Some(_)) => Err(TokenError::Binding("more than one Authorization header").into()),
+        let read = match &cert {
+            Ok(cert) => PresentedRequest::from_http(&head.method, &url, &head.headers, cert.as_ref())
+                .map(|r| r.with_path(head.uri.path())),
+            Err(r) => Err(r.clone()),
+        };
+        self.verifier.decide(read).await.map_err(|r| {
+            tracing::debug!(reason = r.rejection.reason(), %url, "request refused");
+            self.verifier.reject(&r.rejection)
+        })
     }
 }
 

@@ -1,17 +1,19 @@
 //! The verifier: token, binding, capability, then one atomic store operation.
 
 use crate::capability::ActionPattern;
-use crate::claims::Confirmation;
+use crate::claims::{Claims, Confirmation};
 use crate::clock::{Clock, SystemClock};
 use crate::dpop::{DpopSettings, ProofError, ProofExpectations, ProofVerifier};
-use crate::error::Rejection;
-use crate::htu::{normalize_htu, path_of};
+use crate::error::{Refusal, Rejection, TokenIds};
+use crate::htu::normalize_htu;
 use crate::jose::alg::Algorithm;
 use crate::jose::b64;
 use crate::keys::KeySource;
 #[cfg(feature = "metrics")]
 use crate::metrics::{StoreAttributes, VerifierMetrics};
 use crate::mtls::ClientCert;
+use crate::path::check_path;
+use crate::request::PresentedRequest;
 use crate::revocation::RevocationCheck;
 use crate::store::{ConsumeOutcome, ConsumeRequest, ProofId, StoreError, UsageStore};
 use crate::token::{TokenError, TokenSettings, TokenVerifier};
@@ -32,22 +34,6 @@ impl VerifierSettings {
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self { token: TokenSettings::new(issuer, audience), dpop: DpopSettings::default() }
     }
-}
-
-/// One request as the verifier sees it. Header values are passed as they
-/// arrived; `url` is the *external* URL the client used.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PresentedRequest<'a> {
-    /// HTTP method, e.g. `POST`.
-    pub method: &'a str,
-    /// The absolute URL the client addressed (scheme, host, port, path).
-    pub url: &'a str,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
-    /// Every `DPoP` header value (must be exactly one for DPoP-bound tokens).
-    pub dpop: &'a [&'a str],
-    /// The DER of the client's TLS certificate, if the connection had one.
-    pub peer_certificate: Option<&'a [u8]>,
 }
 
 /// How the token was bound, as checked.
@@ -172,32 +158,55 @@ impl Verifier {
 
     /// Runs every check and consumes one use. Returns only when all passed.
     pub async fn verify(&self, req: &PresentedRequest<'_>) -> Result<VerifiedCapability, Rejection> {
-        self.decide(self.verify_inner(req, || req.peer_certificate.map(openssl::sha::sha256))).await
+        self.recorded(self.verify_inner(req)).await.map_err(|r| r.rejection)
     }
 
-    /// [`Verifier::verify`] with the client certificate as a
-    /// [`ClientCertSource`](crate::mtls::ClientCertSource) found it (from the
-    /// TLS connection or a trusted proxy's header); `req.peer_certificate` is
-    /// not used.
-    pub async fn verify_with_client_cert(
+    /// [`Verifier::verify`] for an `http` request head, read with
+    /// [`PresentedRequest::from_http`] (a refusal of its headers is a
+    /// decision too). `external_url` is the URL the client used (see the
+    /// gateway docs for building it behind a proxy); the capability is
+    /// matched on its path as written.
+    pub async fn verify_http(
         &self,
-        req: &PresentedRequest<'_>,
-        cert: Option<&ClientCert>,
+        method: &http::Method,
+        external_url: &str,
+        headers: &http::HeaderMap,
+        client_cert: Option<&ClientCert>,
     ) -> Result<VerifiedCapability, Rejection> {
-        self.decide(self.verify_inner(req, || cert.map(ClientCert::sha256))).await
+        let read = PresentedRequest::from_http(method, external_url, headers, client_cert);
+        self.decide(read).await.map_err(|r| r.rejection)
+    }
+
+    /// The whole decision on a request as it was read (`read` is what
+    /// [`PresentedRequest::from_http`] answered, so a request whose headers
+    /// were refused is recorded like any other decision). A refusal names
+    /// the token ([`Refusal::token`]) once the token proved authentic, and
+    /// only then: for audit logs.
+    pub async fn decide(&self, read: Result<PresentedRequest<'_>, Rejection>) -> Result<VerifiedCapability, Refusal> {
+        self.recorded(async {
+            match &read {
+                Ok(req) => self.verify_inner(req).await,
+                Err(r) => Err(r.clone().into()),
+            }
+        })
+        .await
     }
 
     /// Runs one whole verification and, with metrics, records its decision
     /// exactly once (rejections before the store included).
-    async fn decide(
+    async fn recorded(
         &self,
-        verification: impl Future<Output = Result<VerifiedCapability, Rejection>>,
-    ) -> Result<VerifiedCapability, Rejection> {
+        verification: impl Future<Output = Result<VerifiedCapability, Refusal>>,
+    ) -> Result<VerifiedCapability, Refusal> {
         #[cfg(feature = "metrics")]
         if let Some(observed) = &self.metrics {
             let started = std::time::Instant::now();
             let result = verification.await;
-            observed.metrics.record_decision(crate::outcome::Outcome::of(&result), started.elapsed());
+            let outcome = match &result {
+                Ok(_) => crate::outcome::Outcome::Success,
+                Err(r) => r.rejection.outcome(),
+            };
+            observed.metrics.record_decision(outcome, started.elapsed());
             return result;
         }
         verification.await
@@ -215,15 +224,31 @@ impl Verifier {
         self.store.consume(req).await
     }
 
-    /// `cert_sha256` is asked for only when the token is certificate-bound.
-    async fn verify_inner(
-        &self,
-        req: &PresentedRequest<'_>,
-        cert_sha256: impl FnOnce() -> Option<[u8; 32]>,
-    ) -> Result<VerifiedCapability, Rejection> {
+    /// Authenticates the token; every later refusal names it.
+    async fn verify_inner(&self, req: &PresentedRequest<'_>) -> Result<VerifiedCapability, Refusal> {
         let now = self.clock.now();
         let (scheme, token) = parse_authorization(req.authorization)?;
-        let claims = self.tokens.verify(token, now).await?;
+        let claims = self.tokens.authenticate(token, now).await?;
+        self.authorize(req, scheme, token, &claims, now)
+            .await
+            .map_err(|rejection| Refusal { rejection, token: Some(TokenIds::of(&claims)) })
+    }
+
+    /// Everything after the token proved authentic: the path, the token's
+    /// lifetime, the binding, the capability, revocation, and the store.
+    async fn authorize(
+        &self,
+        req: &PresentedRequest<'_>,
+        scheme: Scheme,
+        token: &str,
+        claims: &Claims,
+        now: i64,
+    ) -> Result<VerifiedCapability, Rejection> {
+        // The capability is matched on the path the application routes, and
+        // only when every router reads that path the same way; whatever else
+        // the request gets right, another spelling is refused.
+        check_path(req.routed_path()).map_err(Rejection::InvalidPath)?;
+        self.tokens.check_validity(claims, now)?;
         let htu = normalize_htu(req.url).map_err(|_| Rejection::InvalidProof(ProofError::Htu))?;
 
         let (binding, proof) = match &claims.cnf {
@@ -233,7 +258,7 @@ impl Verifier {
                 }
                 let expect =
                     ProofExpectations { method: req.method, htu: &htu, access_token: Some(token), jkt: Some(jkt), now };
-                let proof = self.proofs.verify(req.dpop, &expect)?;
+                let proof = self.proofs.verify(&req.dpop, &expect)?;
                 let id = ProofId::new(&proof.jkt, &proof.jti);
                 (Binding::Dpop { jkt: proof.jkt }, Some((id, proof.iat)))
             }
@@ -241,7 +266,9 @@ impl Verifier {
                 if scheme != Scheme::Bearer {
                     return Err(TokenError::Binding("certificate-bound token must use the Bearer scheme").into());
                 }
-                let cert = cert_sha256()
+                let cert = req
+                    .client_cert
+                    .map(ClientCert::sha256)
                     .ok_or(TokenError::Binding("certificate-bound token presented without a client certificate"))?;
                 let actual = b64::encode(cert);
                 if actual.len() != x5t.len() || !openssl::memcmp::eq(actual.as_bytes(), x5t.as_bytes()) {
@@ -251,14 +278,14 @@ impl Verifier {
             }
         };
 
-        let path = path_of(&htu);
+        let path = req.routed_path();
         let action = std::iter::once(&claims.cap.action)
             .chain(&claims.cap.subcap)
             .find(|a| ActionPattern::parse(a).is_ok_and(|p| p.matches(req.method, path)))
             .ok_or(Rejection::InsufficientScope)?;
 
         if let Some(rules) = &self.revocation {
-            rules.check(&claims)?;
+            rules.check(claims)?;
         }
 
         // Keep entries as long as the token or proof could still be accepted,
@@ -295,49 +322,6 @@ impl Verifier {
             remaining,
             exp: claims.exp,
         })
-    }
-
-    /// [`Verifier::verify`] for an `http` request head. `external_url` is the
-    /// URL the client used (see the gateway docs for building it behind a
-    /// proxy); header values that are not visible ASCII are refused.
-    pub async fn verify_http(
-        &self,
-        method: &http::Method,
-        external_url: &str,
-        headers: &http::HeaderMap,
-        peer_certificate: Option<&[u8]>,
-    ) -> Result<VerifiedCapability, Rejection> {
-        self.decide(self.verify_http_inner(method, external_url, headers, peer_certificate)).await
-    }
-
-    async fn verify_http_inner(
-        &self,
-        method: &http::Method,
-        external_url: &str,
-        headers: &http::HeaderMap,
-        peer_certificate: Option<&[u8]>,
-    ) -> Result<VerifiedCapability, Rejection> {
-        let authorization = match headers.get_all(http::header::AUTHORIZATION).iter().collect::<Vec<_>>()[..] {
-            [] => None,
-            [one] => Some(one.to_str().map_err(|_| TokenError::Binding("Authorization header is not ASCII"))?),
-            _ => return Err(TokenError::Binding("more than one Authorization header").into()),
-        };
-        let dpop = headers
-            .get_all("dpop")
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| Rejection::InvalidProof(ProofError::Malformed(crate::jose::jws::JwsError::NotCompact)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let req = PresentedRequest {
-            method: method.as_str(),
-            url: external_url,
-            authorization,
-            dpop: &dpop,
-            peer_certificate,
-        };
-        self.verify_inner(&req, || peer_certificate.map(openssl::sha::sha256)).await
     }
 }
 

@@ -38,8 +38,8 @@ async fn one_proof_replayed_concurrently_is_accepted_once() {
                     method: "GET",
                     url: &url,
                     authorization: Some(&auth),
-                    dpop: &[&proof],
-                    peer_certificate: None,
+                    dpop: vec![&proof],
+                    ..Default::default()
                 };
                 verifier.verify(&req).await.map(|c| c.used).map_err(|r| r.reason())
             })

@@ -44,8 +44,8 @@ fn verify(token: &str, proof: &str) -> bool {
         method: "GET",
         url: &url,
         authorization: Some(&auth),
-        dpop: &[proof],
-        peer_certificate: None,
+        dpop: vec![proof],
+        ..Default::default()
     };
     let accepted = f.rt.block_on(f.verifier.verify(&req)).is_ok();
     assert!(started.elapsed() < BOUND, "verification took {:?}", started.elapsed());

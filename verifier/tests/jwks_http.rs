@@ -179,8 +179,8 @@ async fn unusable_keys_are_skipped_and_the_good_one_still_verifies() {
         method: "GET",
         url: &url,
         authorization: Some(&auth),
-        dpop: &[&proof],
-        peer_certificate: None,
+        dpop: vec![&proof],
+        ..Default::default()
     };
     let cap = verifier.verify(&req).await.unwrap_or_else(|r| panic!("the good key no longer verifies: {r}"));
     assert_eq!(cap.used, 1);
@@ -379,8 +379,8 @@ async fn cached_tokens_follow_the_key_set() {
             method: "GET",
             url: &target,
             authorization: Some(&auth),
-            dpop: &[&proof],
-            peer_certificate: None,
+            dpop: vec![&proof],
+            ..Default::default()
         };
         verifier.verify(&req).await.map(|c| c.used)
     };

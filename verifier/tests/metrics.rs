@@ -104,7 +104,7 @@ fn verifier_with(issuer: &Issuer, store: Arc<dyn UsageStore>, clock: Arc<ManualC
 async fn call(v: &Verifier, method: &str, url: &str, token: Option<&str>, proof: Option<&str>) -> Outcome {
     let auth = token.map(|t| format!("DPoP {t}"));
     let dpop: Vec<&str> = proof.into_iter().collect();
-    let req = PresentedRequest { method, url, authorization: auth.as_deref(), dpop: &dpop, peer_certificate: None };
+    let req = PresentedRequest { method, url, authorization: auth.as_deref(), dpop, ..Default::default() };
     Outcome::of(&v.verify(&req).await)
 }
 
@@ -150,6 +150,9 @@ async fn every_decision_is_counted_once_with_its_outcome() {
     let elsewhere = format!("{AUDIENCE}/refunds/7");
     let proof_elsewhere = client.proof("POST", &elsewhere, Some(&token), None, NOW).unwrap();
     assert_eq!(call(&v, "POST", &elsewhere, Some(&token), Some(&proof_elsewhere)).await, Outcome::InsufficientScope);
+    let hostile = format!("{AUDIENCE}/payments/%37");
+    let proof_hostile = client.proof("POST", &hostile, Some(&token), None, NOW).unwrap();
+    assert_eq!(call(&v, "POST", &hostile, Some(&token), Some(&proof_hostile)).await, Outcome::InvalidPath);
 
     // verify_http's own header checks are decisions too: two Authorization headers.
     let mut headers = http::HeaderMap::new();
@@ -169,8 +172,8 @@ async fn every_decision_is_counted_once_with_its_outcome() {
             method: "POST",
             url: &url,
             authorization: Some(&format!("DPoP {token}")),
-            dpop: &[&proof_for(&token)],
-            peer_certificate: None,
+            dpop: vec![&proof_for(&token)],
+            ..Default::default()
         })
         .await;
     assert!(matches!(r, Err(Rejection::Unavailable(_))), "{r:?}");
@@ -185,6 +188,7 @@ async fn every_decision_is_counted_once_with_its_outcome() {
         (Outcome::InvalidToken, 2),
         (Outcome::InvalidProof, 1),
         (Outcome::InsufficientScope, 1),
+        (Outcome::InvalidPath, 1),
         (Outcome::Expired, 1),
         (Outcome::StoreUnavailable, 1),
         (Outcome::UseDpopNonce, 0),
@@ -312,7 +316,7 @@ async fn the_tower_layer_counts_its_own_refusals_once() {
     let issuer = Issuer::new();
     let (v, _) = issuer.verifier();
     let external =
-        ExternalUrl::new(&ExternalUrlSettings { trusted_proxies: vec![], public_base_url: Some(AUDIENCE.into()) })
+        ExternalUrl::new(&ExternalUrlSettings { public_base_url: Some(AUDIENCE.into()), ..Default::default() })
             .unwrap();
     let certs = ClientCertSource::behind_proxy(
         TrustedProxies::parse(["127.0.0.1/32"]).unwrap(),

@@ -1,6 +1,6 @@
 //! Certificate-bound tokens through the public API: the certificate from
 //! the connection or from a trusted proxy's header (`mtls::ClientCertSource`),
-//! `verify_with_client_cert`, and tokens that claim both bindings.
+//! `PresentedRequest::client_cert`, and tokens that claim both bindings.
 
 // Test code panics on failure by design.
 #![allow(clippy::unwrap_used)]
@@ -41,8 +41,14 @@ fn bound_token(issuer: &Issuer, der: &[u8], limit: u32) -> String {
     issuer.sign(&claims)
 }
 
-fn request<'a>(url: &'a str, authorization: &'a str) -> PresentedRequest<'a> {
-    PresentedRequest { method: "POST", url, authorization: Some(authorization), dpop: &[], peer_certificate: None }
+fn request<'a>(url: &'a str, authorization: &'a str, cert: Option<&'a ClientCert>) -> PresentedRequest<'a> {
+    PresentedRequest {
+        method: "POST",
+        url,
+        authorization: Some(authorization),
+        client_cert: cert,
+        ..Default::default()
+    }
 }
 
 fn is_binding_error(r: &Result<ekey_verifier::VerifiedCapability, Rejection>) -> bool {
@@ -57,26 +63,26 @@ async fn certificate_from_connection_or_hash() {
     let token = bound_token(&issuer, &mine, 5);
     let url = format!("{AUDIENCE}/payments/7");
     let bearer = format!("Bearer {token}");
-    let req = request(&url, &bearer);
+    let (der, other) = (ClientCert::Der(mine.clone()), ClientCert::Der(other));
 
-    let ok = verifier.verify_with_client_cert(&req, Some(&ClientCert::Der(mine.clone()))).await.unwrap();
+    let ok = verifier.verify(&request(&url, &bearer, Some(&der))).await.unwrap();
     assert_eq!(ok.binding, Binding::Mtls { x5t_s256: x5t_s256(&mine) });
     // Envoy's Hash= alone is enough.
     let hash = ClientCert::Sha256(openssl::sha::sha256(&mine));
-    assert_eq!(verifier.verify_with_client_cert(&req, Some(&hash)).await.unwrap().used, 2);
-    // The DER in PresentedRequest works the same through verify().
-    let direct = PresentedRequest { peer_certificate: Some(&mine), ..req };
-    assert_eq!(verifier.verify(&direct).await.unwrap().used, 3);
+    assert_eq!(verifier.verify(&request(&url, &bearer, Some(&hash))).await.unwrap().used, 2);
+    // The same through verify_http, with the certificate read elsewhere.
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", bearer.parse().unwrap());
+    let via_http = verifier.verify_http(&http::Method::POST, &url, &headers, Some(&der)).await;
+    assert_eq!(via_http.unwrap().used, 3);
 
-    assert!(is_binding_error(&verifier.verify_with_client_cert(&req, Some(&ClientCert::Der(other))).await));
-    assert!(is_binding_error(&verifier.verify_with_client_cert(&req, None).await));
+    assert!(is_binding_error(&verifier.verify(&request(&url, &bearer, Some(&other))).await));
+    assert!(is_binding_error(&verifier.verify(&request(&url, &bearer, None)).await));
     // Another scheme never downgrades the binding.
     let dpop = format!("DPoP {token}");
-    assert!(is_binding_error(
-        &verifier.verify_with_client_cert(&request(&url, &dpop), Some(&ClientCert::Der(mine.clone()))).await
-    ));
+    assert!(is_binding_error(&verifier.verify(&request(&url, &dpop, Some(&der))).await));
     // Refusals spent nothing: two uses are left.
-    assert_eq!(verifier.verify_with_client_cert(&req, Some(&ClientCert::Der(mine))).await.unwrap().remaining, 1);
+    assert_eq!(verifier.verify(&request(&url, &bearer, Some(&der))).await.unwrap().remaining, 1);
 }
 
 #[tokio::test]
@@ -101,10 +107,10 @@ async fn proxy_header_believed_only_from_trusted_proxies() {
     .unwrap();
 
     let from_proxy = source.client_certificate("10.1.2.3".parse().unwrap(), &headers, None).unwrap();
-    assert!(verifier.verify_with_client_cert(&request(&url, &bearer), from_proxy.as_ref()).await.is_ok());
+    assert!(verifier.verify(&request(&url, &bearer, from_proxy.as_ref())).await.is_ok());
     let from_client = source.client_certificate("192.0.2.9".parse().unwrap(), &headers, None).unwrap();
     assert_eq!(from_client, None);
-    assert!(is_binding_error(&verifier.verify_with_client_cert(&request(&url, &bearer), from_client.as_ref()).await));
+    assert!(is_binding_error(&verifier.verify(&request(&url, &bearer, from_client.as_ref())).await));
     // A malformed header from the proxy is a rejection, not "no certificate".
     headers.insert("x-forwarded-client-cert", "Hash=xyz".parse().unwrap());
     let err = source.client_certificate("10.1.2.3".parse().unwrap(), &headers, None).unwrap_err();
@@ -123,9 +129,10 @@ async fn a_token_with_both_bindings_is_rejected() {
     let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(json.to_string()));
     let token = format!("{input}.{}", b64_encode(issuer.key.sign(input.as_bytes()).unwrap()));
     let url = format!("{AUDIENCE}/payments/7");
+    let der = ClientCert::Der(mine);
     for scheme in ["Bearer", "DPoP"] {
         let auth = format!("{scheme} {token}");
-        let r = verifier.verify_with_client_cert(&request(&url, &auth), Some(&ClientCert::Der(mine.clone()))).await;
+        let r = verifier.verify(&request(&url, &auth, Some(&der))).await;
         assert!(matches!(r, Err(Rejection::InvalidToken(TokenError::Claims(_)))), "{scheme}: {r:?}");
     }
 }

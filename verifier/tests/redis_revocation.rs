@@ -40,8 +40,8 @@ impl Client {
             method: "POST",
             url: &url,
             authorization: Some(&auth),
-            dpop: &[&proof],
-            peer_certificate: None,
+            dpop: vec![&proof],
+            ..Default::default()
         };
         v.verify(&req).await.map(|c| c.used)
     }

@@ -69,8 +69,8 @@ async fn present(issuer: &Issuer, client: &RsaKey) -> Result<(), Rejection> {
         method: "GET",
         url: &url,
         authorization: Some(&auth),
-        dpop: &[&proof],
-        peer_certificate: None,
+        dpop: vec![&proof],
+        ..Default::default()
     };
     verifier.verify(&req).await.map(drop)
 }

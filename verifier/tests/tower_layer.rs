@@ -117,7 +117,7 @@ fn www(h: &http::HeaderMap) -> String {
 
 /// The base URL the tests' client uses: the audience, an https origin.
 fn public() -> ExternalUrlSettings {
-    ExternalUrlSettings { trusted_proxies: vec![], public_base_url: Some(AUDIENCE.into()) }
+    ExternalUrlSettings { public_base_url: Some(AUDIENCE.into()), ..Default::default() }
 }
 
 fn dpop_request(f: &Fixture, token: &str, method: &str, path: &str) -> Request<Body> {
@@ -236,7 +236,7 @@ async fn route_without_the_layer_is_500_not_open() {
 #[tokio::test]
 async fn forwarded_headers_only_from_trusted_peers_over_tcp() {
     for (trusted, expect_ok) in [(vec!["127.0.0.1/32".to_owned()], true), (vec!["10.0.0.0/8".to_owned()], false)] {
-        let ext = ExternalUrlSettings { trusted_proxies: trusted, public_base_url: None };
+        let ext = ExternalUrlSettings { trusted_proxies: trusted, ..Default::default() };
         let f = fixture_with(Arc::new(MemoryStore::default()), false, ext);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -331,4 +331,68 @@ async fn certificate_header_only_from_the_trusted_proxy() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(www(&h).contains("without a client certificate"), "{}", www(&h));
     assert_eq!(f.calls.0.load(Ordering::SeqCst), 1);
+}
+
+/// A trusted proxy passes on a client's `X-Forwarded-Prefix`: the layer
+/// must not let it move the checked path onto the token's capability. The
+/// path matched is the one the router routes (`/42` here, which the token
+/// does not cover), and the prefix does not even change the URL the proof
+/// must name unless the embedder turns that on.
+#[tokio::test]
+async fn a_forwarded_prefix_never_moves_the_matched_path() {
+    // The fixture's requests come from 192.0.2.10: a trusted proxy here.
+    let ext = ExternalUrlSettings { trusted_proxies: vec!["192.0.2.0/24".into()], ..Default::default() };
+    let f = fixture_with(Arc::new(MemoryStore::default()), false, ext);
+    let token = f.issuer.token(&f.client, "POST:/payments/:id", 5);
+    let call = |htu: &str| {
+        let proof = f.client.proof("POST", htu, Some(&token), None, NOW).unwrap();
+        let mut req = request("POST", "/42", Some(format!("DPoP {token}")), Some(proof));
+        req.headers_mut().insert("x-forwarded-prefix", "/payments".parse().unwrap());
+        send(&f.app, req)
+    };
+    // The prefix is not believed: the proof for the prefixed URL fails...
+    let (s, h, _) = call("http://api.test/payments/42").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{}", www(&h));
+    assert!(www(&h).contains("invalid_dpop_proof"), "{}", www(&h));
+    // ...and with a proof for the URL as sent, /42 is outside the capability.
+    let (s, h, _) = call("http://api.test/42").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{}", www(&h));
+    assert_eq!(f.calls.0.load(Ordering::SeqCst), 0);
+
+    // Turned on, the prefix is part of the URL the proof names, and still
+    // not of the path the capability is matched on.
+    let ext = ExternalUrlSettings {
+        trusted_proxies: vec!["192.0.2.0/24".into()],
+        trust_forwarded_prefix: true,
+        ..Default::default()
+    };
+    let f = fixture_with(Arc::new(MemoryStore::default()), false, ext);
+    let token = f.issuer.token(&f.client, "POST:/payments/:id", 5);
+    let proof = f.client.proof("POST", "http://api.test/payments/42", Some(&token), None, NOW).unwrap();
+    let mut req = request("POST", "/42", Some(format!("DPoP {token}")), Some(proof));
+    req.headers_mut().insert("x-forwarded-prefix", "/payments".parse().unwrap());
+    let (s, h, _) = send(&f.app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{}", www(&h));
+    assert!(www(&h).contains("insufficient_scope"), "{}", www(&h));
+    // A real prefix: /v1 in the URL, /payments/42 routed.
+    let proof = f.client.proof("POST", "http://api.test/v1/payments/42", Some(&token), None, NOW).unwrap();
+    let mut req = request("POST", "/payments/42", Some(format!("DPoP {token}")), Some(proof));
+    req.headers_mut().insert("x-forwarded-prefix", "/v1".parse().unwrap());
+    let (s, _, body) = send(&f.app, req).await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "client-1|POST:/payments/:id|1|4"));
+}
+
+/// The layer refuses a path that is not in normal form with 400 before the
+/// router sees it, and spends nothing.
+#[tokio::test]
+async fn a_path_not_in_normal_form_is_400_at_the_layer() {
+    let f = fixture_with(Arc::new(MemoryStore::default()), false, public());
+    let token = f.issuer.token(&f.client, "POST:/payments/:id", 1);
+    for path in ["/admin/x/../../payments/42", "/payments/42%2F..%2Fadmin", "/payments/4%002", "/payments//42"] {
+        let (s, h, _) = send(&f.app, dpop_request(&f, &token, "POST", path)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+        assert!(www(&h).contains("error=\"invalid_request\""), "{path}: {}", www(&h));
+    }
+    let (s, _, body) = send(&f.app, dpop_request(&f, &token, "POST", "/payments/42")).await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "client-1|POST:/payments/:id|1|0"));
 }

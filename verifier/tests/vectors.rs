@@ -15,6 +15,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use ekey_verifier::mtls::ClientCert;
 use ekey_verifier::{
     Algorithm, Binding, Jwks, ManualClock, MemoryStore, NonceSource, PresentedRequest, Rejection, StaticKeys,
     UsageStore, VerifiedCapability, Verifier, VerifierSettings,
@@ -104,6 +105,8 @@ struct Request {
     dpop: Vec<String>,
     #[serde(default)]
     peer_certificate_b64: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +187,7 @@ fn verifier_settings(s: &Settings, token_cache: bool) -> Result<VerifierSettings
 /// this case with a message instead of aborting the whole run.
 async fn verify(verifier: Arc<Verifier>, req: Request) -> Result<Result<VerifiedCapability, Rejection>, String> {
     let cert = match &req.peer_certificate_b64 {
-        Some(b64) => Some(STANDARD.decode(b64).map_err(|e| format!("peer_certificate_b64: {e}"))?),
+        Some(b64) => Some(ClientCert::Der(STANDARD.decode(b64).map_err(|e| format!("peer_certificate_b64: {e}"))?)),
         None => None,
     };
     tokio::spawn(async move {
@@ -193,8 +196,9 @@ async fn verify(verifier: Arc<Verifier>, req: Request) -> Result<Result<Verified
             method: &req.method,
             url: &req.url,
             authorization: req.authorization.as_deref(),
-            dpop: &dpop,
-            peer_certificate: cert.as_deref(),
+            path: req.path.as_deref(),
+            dpop,
+            client_cert: cert.as_ref(),
         };
         verifier.verify(&presented).await
     })
@@ -245,7 +249,8 @@ fn check(verifier: &Verifier, got: Result<VerifiedCapability, Rejection>, expect
                 Some(code) => challenge.contains(&format!("error=\"{code}\"")),
                 None => challenge.starts_with("DPoP") && !challenge.contains("error="),
             };
-            if *status == 401 && !challenge_ok {
+            // Every refusal but a 503 carries the DPoP challenge (RFC 6750 §3.1).
+            if *status != 503 && !challenge_ok {
                 wrong.push(format!("WWW-Authenticate {challenge:?}"));
             }
             if let Some(want) = reason.as_deref().filter(|w| *w != r.reason()) {

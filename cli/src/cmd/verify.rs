@@ -6,6 +6,7 @@ use crate::error::{printable, CliError};
 use crate::input::{compact, private_key, read_file};
 use crate::oauth::issuer_join;
 use crate::{output, timefmt};
+use ekey_verifier::mtls::ClientCert;
 use ekey_verifier::{
     Binding, HttpJwks, HttpJwksSettings, Jwks, KeySource, MemoryStore, PresentedRequest, Rejection, StaticKeys,
     VerifiedCapability, Verifier, VerifierSettings,
@@ -89,13 +90,14 @@ pub async fn run(args: &VerifyArgs, ctx: &mut Context) -> Result<(), CliError> {
 
     let scheme = if certificate.is_some() { "Bearer" } else { "DPoP" };
     let authorization = format!("{scheme} {token}");
-    let dpop: Vec<&str> = proof.iter().map(String::as_str).collect();
+    let certificate = certificate.map(ClientCert::Der);
     let request = PresentedRequest {
         method: method.as_str(),
         url: &args.url,
         authorization: Some(&authorization),
-        dpop: &dpop,
-        peer_certificate: certificate.as_deref(),
+        dpop: proof.iter().map(String::as_str).collect(),
+        client_cert: certificate.as_ref(),
+        ..PresentedRequest::default()
     };
     match verifier.verify(&request).await {
         Ok(cap) => output::json(&Outcome::from(cap)),

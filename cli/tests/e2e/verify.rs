@@ -108,6 +108,32 @@ fn wrong_method_is_refused() {
 }
 
 #[test]
+fn a_path_not_in_normal_form_is_refused_with_400() {
+    let t = setup("verify-path");
+    let token = t.token("POST:/payments/:id", 1);
+    let hostile = "https://api.example.com/admin/../payments/42";
+    let run = ekey(&[
+        "verify",
+        "--issuer",
+        ISSUER,
+        "--jwks-file",
+        s(&t.jwks),
+        "--audience",
+        AUDIENCE,
+        "--token",
+        &token,
+        "--method",
+        "POST",
+        "--url",
+        hostile,
+        "--dpop-key",
+        s(&t.dpop),
+    ]);
+    let j = expect_rejected(&run, 400, "invalid_request");
+    assert_eq!(j["reason"], "invalid_path");
+}
+
+#[test]
 fn expired_wrong_audience_and_foreign_proof() {
     let t = setup("verify-claims");
     let mut claims = t.issuer.claims(&t.jkt, "POST:/payments/:id", 1);

@@ -23,6 +23,7 @@ fn request(authorization: Option<String>, dpop: Vec<String>, cert: Option<&[u8]>
         authorization,
         dpop,
         peer_certificate_b64: cert.map(|c| STANDARD.encode(c)),
+        path: None,
     }
 }
 

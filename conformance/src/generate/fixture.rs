@@ -331,6 +331,7 @@ pub(crate) fn dpop_request(method: &str, url: &str, token: &str, proofs: Vec<Str
         authorization: Some(format!("DPoP {token}")),
         dpop: proofs,
         peer_certificate_b64: None,
+        path: None,
     }
 }
 
@@ -419,6 +420,11 @@ pub(crate) fn use_nonce(nonce: &str) -> Expect {
         description_contains: None,
         dpop_nonce: Some(nonce.into()),
     }
+}
+
+/// 400 `invalid_request`, reason `invalid_path`: a request path not in normal form.
+pub(crate) fn bad_path() -> Expect {
+    rejected(400, Some("invalid_request"), Some("invalid_path"), Some("not in normal form"))
 }
 
 /// 403 `insufficient_scope`.

@@ -7,6 +7,7 @@ mod happy;
 mod htu;
 mod nonce;
 mod proof;
+mod request_path;
 mod token_claims;
 mod token_format;
 mod usage;
@@ -26,7 +27,7 @@ pub const MIN_CASES: usize = 60;
 type Builder = fn(&Gen) -> Result<Vec<Case>, Error>;
 
 /// File stem, description and cases of each file, in README order.
-const FILES: [(&str, &str, Builder); 9] = [
+const FILES: [(&str, &str, Builder); 10] = [
     ("token-format", token_format::DESCRIPTION, token_format::cases),
     ("token-claims", token_claims::DESCRIPTION, token_claims::cases),
     ("dpop-proof", proof::DESCRIPTION, proof::cases),
@@ -34,6 +35,7 @@ const FILES: [(&str, &str, Builder); 9] = [
     ("dpop-nonce", nonce::DESCRIPTION, nonce::cases),
     ("binding", binding::DESCRIPTION, binding::cases),
     ("capability", capability::DESCRIPTION, capability::cases),
+    ("request-path", request_path::DESCRIPTION, request_path::cases),
     ("usage", usage::DESCRIPTION, usage::cases),
     ("happy-path", happy::DESCRIPTION, happy::cases),
 ];

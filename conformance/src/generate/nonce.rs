@@ -1,7 +1,9 @@
 //! `dpop-nonce.json`: server nonces (RFC 9449 §8/§9) from the stateless
 //! `NonceSource` (HMAC of the time window under a shared secret).
 
-use super::fixture::{accepted, default_settings, dpop_request, jkt, use_nonce, Draft, Gen, IAT, METHOD, NOW, URL};
+use super::fixture::{
+    accepted, bad_proof, default_settings, dpop_request, jkt, use_nonce, Draft, Gen, IAT, METHOD, NOW, URL,
+};
 use crate::format::{Case, Expect, NonceSettings};
 use crate::Error;
 use ekey_verifier::{b64_encode, NonceSource};
@@ -63,6 +65,17 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
         send(&mut d, &t, nonce.as_deref(), NOW, expect)?;
         out.push(d.done());
     }
+
+    let mut d = draft(
+        "null",
+        "nonce: null where a nonce is required: a malformed proof (invalid_dpop_proof), not a missing nonce.",
+    );
+    let t = token(&d, 1)?;
+    let mut claims = Gen::proof_claims(&d.jti(), METHOD, URL, Some(&t), NOW);
+    claims["nonce"] = serde_json::Value::Null;
+    let request = dpop_request(METHOD, URL, &t, vec![g.proof(client, &claims)?]);
+    d.step(request, bad_proof("invalid type: null"));
+    out.push(d.done());
 
     let mut d = draft(
         "flow",

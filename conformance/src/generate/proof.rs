@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 const FILE: &str = "dpop-proof";
 pub(crate) const DESCRIPTION: &str =
-    "DPoP proofs presented with a valid DPoP-bound token: size, shape, duplicate members, typ, alg allow-list, \
-     public jwk only, signature, htm, iat window (with leeway), jti, ath, and the key thumbprint against cnf.jkt.";
+    "DPoP proofs presented with a valid DPoP-bound token: size, shape, duplicate members, JSON limits, null \
+     members, typ, alg allow-list, public jwk only, signature, htm, iat window (with leeway), jti, ath, and the \
+     key thumbprint against cnf.jkt.";
 
 /// A case whose token is bound to `key`, limit `limit`.
 fn token_for(g: &Gen, d: &Draft, key: &SigningKey, limit: u32) -> Result<String, Error> {
@@ -176,6 +177,40 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
             |c, _| c["x-note"] = "hello".into(),
             None,
         ),
+        (
+            "nonce-null",
+            "proof.nonce",
+            "nonce: null with no nonce required: refused, not read as no nonce.",
+            |c, _| c["nonce"] = Value::Null,
+            Some("invalid type: null"),
+        ),
+        ("ath-null", "proof.ath", "ath: null.", |c, _| c["ath"] = Value::Null, Some("invalid type: null")),
+        ("htm-null", "proof.htm", "htm: null.", |c, _| c["htm"] = Value::Null, Some("invalid type: null")),
+        ("htu-null", "proof.htu", "htu: null.", |c, _| c["htu"] = Value::Null, Some("invalid type: null")),
+        ("iat-null", "proof.iat", "iat: null.", |c, _| c["iat"] = Value::Null, Some("invalid type: null")),
+        ("jti-null", "proof.jti", "jti: null.", |c, _| c["jti"] = Value::Null, Some("invalid type: null")),
+        (
+            "claims-65-members",
+            "proof.json",
+            "Proof claims with 65 members (5 of the proof, 60 unknown ones): more than any object may have.",
+            |c, _| {
+                for i in 5..65 {
+                    c[format!("x{i}")] = 0.into();
+                }
+            },
+            Some("more than 64 members"),
+        ),
+        (
+            "claims-64-members",
+            "proof.json",
+            "Proof claims with 64 members (5 of the proof, 59 unknown ones, ignored): accepted.",
+            |c, _| {
+                for i in 5..64 {
+                    c[format!("x{i}")] = 0.into();
+                }
+            },
+            None,
+        ),
     ];
     for (name, check, description, edit, reject) in edits {
         let mut d = g.draft(FILE, name, check, description);
@@ -251,6 +286,22 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
     d.send(&token, g.jws_raw(client, &header, &claims)?, bad_proof("duplicate member"));
     out.push(d.done());
 
+    let mut d = g.draft(
+        FILE,
+        "json-duplicate-htu-escaped",
+        "proof.json",
+        "The proof payload has htu twice, the attacker's spelled \"\\u0068tu\": the same name.",
+    );
+    let token = token_for(g, &d, client, 1)?;
+    let claims = Gen::proof_claims(&d.jti(), METHOD, URL, Some(&token), NOW).to_string().replacen(
+        '{',
+        r#"{"\u0068tu":"https://attacker.example/pay","#,
+        1,
+    );
+    let header = Gen::proof_header(client).to_string();
+    d.send(&token, g.jws_raw(client, &header, &claims)?, bad_proof("duplicate member"));
+    out.push(d.done());
+
     // --- header edits, signed by the client key ---
     type HeaderEdit = fn(&mut Value);
     let header_edits: Vec<(&str, &str, &str, HeaderEdit, Option<&str>)> = vec![
@@ -296,6 +347,41 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
         ),
         ("jwk-use-enc", "proof.jwk", "The jwk says use enc.", |h| h["jwk"]["use"] = "enc".into(), Some("proof jwk")),
         ("crit", "proof.crit", "crit [\"htu\"] in the proof header.", |h| h["crit"] = json!(["htu"]), Some("crit")),
+        (
+            "crit-null",
+            "proof.crit",
+            "crit: null in the proof header: refused, not read as no crit.",
+            |h| h["crit"] = Value::Null,
+            Some("invalid type: null"),
+        ),
+        (
+            "b64-null",
+            "proof.header",
+            "b64: null in the proof header: refused, not read as no b64.",
+            |h| h["b64"] = Value::Null,
+            Some("invalid type: null"),
+        ),
+        (
+            "jwk-null",
+            "proof.jwk",
+            "jwk: null (a kid instead): refused as malformed, not read as a missing jwk.",
+            |h| {
+                h["jwk"] = Value::Null;
+                h["kid"] = "client-key".into();
+            },
+            Some("invalid type: null"),
+        ),
+        (
+            "jwk-65-members",
+            "proof.jwk",
+            "The header's jwk has 65 members (its own 4 and 61 unknown ones).",
+            |h| {
+                for i in 4..65 {
+                    h["jwk"][format!("x{i}")] = 0.into();
+                }
+            },
+            Some("more than 64 members"),
+        ),
         (
             "header-jku",
             "proof.header",

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 const FILE: &str = "token-format";
 pub(crate) const DESCRIPTION: &str =
     "The access token as a compact JWS: size limit, shape, canonical base64url, duplicate JSON members, \
-     header (alg allow-list, typ, kid, forbidden key headers, crit) and signature encodings.";
+     JSON limits (64 members per object, 16 levels), header (alg allow-list, typ, kid, forbidden key headers, \
+     crit, null members) and signature encodings.";
 
 pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
     let mut out = Vec::new();
@@ -194,6 +195,78 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
         out.push(d.done());
     }
 
+    let mut d = g.draft(
+        FILE,
+        "json-duplicate-claim-escaped-nested",
+        "token.json",
+        "cap has \"action\" and \"\\u0061ction\" (the same name, escaped), validly signed.",
+    );
+    let claims =
+        g.default_claims(&d).to_string().replacen(r#""cap":{"#, r#""cap":{"\u0061ction":"DELETE:/payments/:id","#, 1);
+    let token = g.jws_raw(issuer, &std_header, &claims)?;
+    d.present(g, &token, bad_token("duplicate member"))?;
+    out.push(d.done());
+
+    // --- JSON limits: 64 members per object, 16 levels ---
+    for (name, description, members, expect) in [
+        (
+            "json-header-64-members",
+            "A header of 64 members (61 unknown ones, ignored): the most one object may have, accepted.",
+            64,
+            None,
+        ),
+        (
+            "json-header-65-members",
+            "A header of 65 members: refused before any member is read.",
+            65,
+            Some("more than 64 members"),
+        ),
+    ] {
+        let mut d = g.draft(FILE, name, "token.json", description);
+        let mut header = Gen::token_header(issuer);
+        for i in 3..members {
+            header[format!("x{i}")] = 0.into();
+        }
+        let token = g.jws(issuer, &header, &g.default_claims(&d))?;
+        d.present(g, &token, expect.map_or_else(|| accepted(&d, 1, 0), bad_token))?;
+        out.push(d.done());
+    }
+
+    let mut d = g.draft(
+        FILE,
+        "json-claims-65-members",
+        "token.json",
+        "Validly signed claims with 65 members (the token's own 10 and 55 unknown ones).",
+    );
+    let mut claims = g.default_claims(&d);
+    for i in 10..65 {
+        claims[format!("x{i}")] = 0.into();
+    }
+    d.present_claims(g, &claims, bad_token("more than 64 members"))?;
+    out.push(d.done());
+
+    for (name, levels, expect) in
+        [("json-claims-depth-16", 16, None), ("json-claims-depth-17", 17, Some("nested deeper"))]
+    {
+        let mut d = g.draft(
+            FILE,
+            name,
+            "token.json",
+            &format!(
+                "Validly signed claims nested {levels} levels deep (an unknown claim of arrays): at most 16 levels{}.",
+                if expect.is_none() { ", accepted" } else { "" }
+            ),
+        );
+        let claims = g.default_claims(&d).to_string().replacen(
+            '{',
+            &format!(r#"{{"x":{}0{},"#, "[".repeat(levels - 1), "]".repeat(levels - 1)),
+            1,
+        );
+        let token = g.jws_raw(issuer, &std_header, &claims)?;
+        d.present(g, &token, expect.map_or_else(|| accepted(&d, 1, 0), bad_token))?;
+        out.push(d.done());
+    }
+
     let mut d = g.draft(FILE, "json-payload-not-json", "token.json", "A validly signed payload that is not JSON.");
     let token = g.jws_raw(issuer, &std_header, "this is not JSON")?;
     d.present(g, &token, bad_token("claims"))?;
@@ -334,6 +407,21 @@ pub(crate) fn cases(g: &Gen) -> Result<Vec<Case>, Error> {
         header[member] = value;
         let token = g.jws(rogue, &header, &g.default_claims(&d))?;
         d.present(g, &token, bad_token("is not allowed"))?;
+        out.push(d.done());
+    }
+
+    // --- null is not absence ---
+    for member in ["crit", "b64", "jwk", "jku", "x5c"] {
+        let mut d = g.draft(
+            FILE,
+            &format!("header-{member}-null"),
+            "token.header",
+            &format!("{member}: null in the header of a validly signed token: refused, not read as no {member}."),
+        );
+        let mut header = Gen::token_header(issuer);
+        header[member] = Value::Null;
+        let token = g.jws(issuer, &header, &g.default_claims(&d))?;
+        d.present(g, &token, bad_token("invalid type: null"))?;
         out.push(d.done());
     }
 

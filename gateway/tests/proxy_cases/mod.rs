@@ -1,7 +1,7 @@
 //! The cases every reverse proxy must pass with ekey-gateway behind it,
 //! driven by real DPoP requests through the real proxy.
 
-use crate::support::{dpop_call, send, Gateway, GatewayOptions, Issuer, Proxy, ProxyKind, Upstream};
+use crate::support::{dpop_call, send, send_raw, Gateway, GatewayOptions, Issuer, Proxy, ProxyKind, Upstream};
 use ekey_verifier::client::DpopKey;
 use ekey_verifier::Algorithm;
 use http::StatusCode;
@@ -173,4 +173,54 @@ pub async fn unavailable_is_503(kind: ProxyKind) {
     assert_eq!(a.header("retry-after"), "1", "{a:?}");
     assert_eq!(a.header("x-ekey-reason"), "store_unavailable", "{a:?}");
     assert_eq!(s.upstream.count(), 0);
+}
+
+/// Request targets that a router may read as another resource than the one
+/// the capability names (or as `/payments/:id` when they are not). The
+/// gateway can only refuse them because the proxy hands it the raw request
+/// target: a cleaned-up one would pass.
+pub const HOSTILE_PATHS: &[&str] = &[
+    "/admin/x/../../payments/42",
+    "/payments/./42",
+    "/payments/%2e%2e/payments/42",
+    "/payments/.%2E/payments/42",
+    "/payments/42%2F..%2Fadmin",
+    "/payments/4%002",
+    "/payments/42%5C..%5Cadmin",
+    "/payments/a\\b",
+    "//payments/42",
+    "/payments//42",
+    "/payments/%34%32",
+];
+
+/// Every hostile spelling refused before the upstream — by the gateway
+/// with `invalid_path` (400; 403 through nginx, whose `auth_request` passes
+/// on only 401 and 403), or by nginx itself for an encoded NUL — and a
+/// normal path with an encoded octet checked and forwarded exactly as the
+/// client sent it.
+pub async fn hostile_paths_refused_raw_path_checked(kind: ProxyKind) {
+    let s = Stack::start(kind, false).await;
+    let token = s.token(50);
+    let at = s.proxy.addr();
+    let auth = format!("DPoP {token}");
+    for path in HOSTILE_PATHS {
+        let expected = match (kind, *path) {
+            (ProxyKind::Nginx, "/payments/4%002") => (StatusCode::BAD_REQUEST, ""),
+            (ProxyKind::Nginx, _) => (StatusCode::FORBIDDEN, "invalid_path"),
+            (ProxyKind::Caddy, _) => (StatusCode::BAD_REQUEST, "invalid_path"),
+        };
+        // The proof names the URL exactly as the client sent it.
+        let proof = s.client.proof("POST", &s.external(path), Some(&token), None, crate::support::now()).unwrap();
+        let a = send_raw(at, "POST", path, &[("authorization", &auth), ("dpop", &proof)]).await.unwrap();
+        assert_eq!((a.status, a.header("x-ekey-reason").as_str()), expected, "{path}: {a:?}\n{}", s.proxy.log_text());
+        assert_eq!(s.upstream.count(), 0, "{path} reached the upstream as {:?}", s.upstream.last().map(|x| x.path));
+    }
+
+    // %2C decodes to ',' that neither proxy would escape again: the upstream
+    // gets the octets that were checked.
+    let path = "/payments/a%2Cb";
+    let (a, _) = dpop_call(at, &s.client, &token, "POST", path, &s.external(path), None, &[]).await.unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let seen = s.upstream.last().unwrap();
+    assert_eq!((seen.path.as_str(), seen.headers["x-ekey-action"].to_str().unwrap()), (path, ACTION));
 }

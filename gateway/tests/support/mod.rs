@@ -113,8 +113,8 @@ pub struct GatewayOptions<'a> {
     pub audit: String,
     /// `verifier.jwks_url` instead of a JWKS file.
     pub jwks_url: Option<String>,
-    /// More `[server]` lines (limits, for instance).
-    pub server_extra: String,
+    /// More `[server]` lines (e.g. `trust_forwarded_prefix = true`, limits).
+    pub server: String,
     /// The body of `[verifier.jwks]` (with `jwks_url`). Defaults to none.
     pub jwks_table: Option<String>,
 }
@@ -131,7 +131,7 @@ impl<'a> GatewayOptions<'a> {
             telemetry: "otlp = \"off\"\n".into(),
             audit: "sink = \"off\"\n".into(),
             jwks_url: None,
-            server_extra: String::new(),
+            server: String::new(),
             jwks_table: None,
         }
     }
@@ -150,10 +150,10 @@ impl Gateway {
         if let Some(b) = opts.public_base_url {
             toml.push_str(&format!("public_base_url = {b:?}\n"));
         }
+        toml.push_str(&opts.server);
         if let Some((header, format)) = opts.client_cert {
             toml.push_str(&format!("client_cert_header = {header:?}\nclient_cert_format = {format:?}\n"));
         }
-        toml.push_str(&opts.server_extra);
         toml.push_str(&format!("[verifier]\nissuer = {ISSUER:?}\naudiences = [{:?}]\n", opts.audience));
         match &opts.jwks_url {
             Some(url) => toml.push_str(&format!("jwks_url = {url:?}\n")),
@@ -418,6 +418,45 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     let (parts, body) = res.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok(Answer { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// Sends one request with the request line written byte for byte (no
+/// client-side URI checks or normalisation), on a fresh connection that
+/// closes after the answer. The answer's body is not read.
+pub async fn send_raw(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Result<Answer, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| format!("no answer to {method} {target} within 10 s"))?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("not an HTTP answer: {text:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| format!("no status line: {head:?}"))?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            if let (Ok(k), Ok(v)) =
+                (http::HeaderName::from_bytes(k.trim().as_bytes()), http::HeaderValue::from_str(v.trim()))
+            {
+                headers.append(k, v);
+            }
+        }
+    }
+    Ok(Answer { status, headers, body: body.to_owned() })
 }
 
 /// A DPoP request: `Authorization: DPoP token` and a fresh proof for `url`.

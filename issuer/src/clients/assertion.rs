@@ -1,13 +1,16 @@
 //! `private_key_jwt` (RFC 7523 §3, RFC 7521 §4.2): a JWT the client signs
 //! with a key registered for it.
 //!
-//! The key is found by the assertion's `kid` (the registered JWK's `kid` or its
-//! RFC 7638 thumbprint), within the `client_id` parameter's keys when one is
-//! sent. Nothing in the payload is read before the signature checked out.
+//! The client is the one the assertion's `iss` and `sub` name (they must be
+//! equal); `client_id` is optional and, when sent, must name the same client.
+//! The key is that client's key for the `alg`, chosen by `kid` (the JWK's
+//! `kid` or its RFC 7638 thumbprint) when the client has several. `iss` and
+//! `sub` are read before the signature is checked only to choose that key;
+//! every claim is checked again, and nothing is trusted, once it verified.
 
 use super::{AuthError, ClientRegistry};
 use crate::replay::ReplayKey;
-use ekey_verifier::{verify_compact_jws, Audience, CompactJwsError, MAX_NUMERIC_DATE};
+use ekey_verifier::{non_null, verify_compact_jwt, Audience, CompactJwsError, MAX_NUMERIC_DATE};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -16,14 +19,23 @@ const MAX_ASSERTION_LEN: usize = 8192;
 /// Longest `jti` accepted, in bytes.
 const MAX_JTI_LEN: usize = 256;
 
+/// The claims we read. A claim set to `null` is refused, never read as
+/// absent (`"nbf": null` is not "no nbf").
 #[derive(Debug, Deserialize)]
 struct AssertionClaims {
+    #[serde(default, deserialize_with = "non_null")]
     iss: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     sub: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     aud: Option<Audience>,
+    #[serde(default, deserialize_with = "non_null")]
     exp: Option<i64>,
+    #[serde(default, deserialize_with = "non_null")]
     nbf: Option<i64>,
+    #[serde(default, deserialize_with = "non_null")]
     iat: Option<i64>,
+    #[serde(default, deserialize_with = "non_null")]
     jti: Option<String>,
 }
 
@@ -43,17 +55,22 @@ pub(crate) fn verify(
 ) -> Result<VerifiedAssertion, AuthError> {
     let s = &registry.settings;
     let mut owner: Option<usize> = None;
+    let mut no_key: Option<AuthError> = None;
     let verified =
-        verify_compact_jws::<AssertionClaims>(assertion, MAX_ASSERTION_LEN, &s.algorithms, None, |alg, kid| {
-            let (index, key) = registry.assertion_key(client_id, alg, kid)?;
-            owner = Some(index);
-            Some(key)
+        verify_compact_jwt::<AssertionClaims>(assertion, MAX_ASSERTION_LEN, &s.algorithms, None, |hint| match registry
+            .assertion_key(client_id, hint)
+        {
+            Ok((index, key)) => {
+                owner = Some(index);
+                Some(key)
+            }
+            Err(why) => {
+                no_key = Some(why);
+                None
+            }
         })
         .map_err(|e| match e {
-            CompactJwsError::NoKey => AuthError::Assertion(match client_id {
-                Some(_) => "no registered key of this client matches the assertion's kid and alg".into(),
-                None => "no registered key matches the assertion's kid and alg (send client_id, or a kid)".into(),
-            }),
+            CompactJwsError::NoKey => no_key.take().unwrap_or_else(|| AuthError::Assertion("no key".into())),
             CompactJwsError::Algorithm => AuthError::Assertion("assertion alg not allowed".into()),
             CompactJwsError::Signature => AuthError::Assertion("assertion signature invalid".into()),
             other => AuthError::Assertion(format!("malformed assertion: {other}")),

@@ -12,7 +12,7 @@ pub(crate) use certificate::{parse_dn, thumbprints, x5c_thumbprints};
 use crate::config::CertificateName;
 use crate::replay::ReplayKey;
 use basic::SecretDigest;
-use ekey_verifier::{Algorithm, KeyError, PublicJwk, VerifyingKey};
+use ekey_verifier::{Algorithm, KeyError, KeyHint, PublicJwk, VerifyingKey};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -114,9 +114,14 @@ pub enum AuthError {
     /// client id: the answer must not tell which).
     #[error("client authentication failed")]
     Basic,
-    /// A client assertion that does not verify; says why.
+    /// A client assertion that does not verify, or names no client that
+    /// uses `private_key_jwt`; says why.
     #[error("{0}")]
     Assertion(String),
+    /// The `client_id` parameter names another client than the assertion's
+    /// `iss` and `sub` (RFC 7521 §4.2: they must identify the same client).
+    #[error("client_id names another client than the client assertion's iss and sub")]
+    ClientIdMismatch,
     /// The assertion's `jti` was used before.
     #[error("client assertion replayed (its jti was already used)")]
     Replayed,
@@ -173,7 +178,8 @@ pub struct AssertionSettings {
 #[derive(Debug)]
 enum Registered {
     Secret(SecretDigest),
-    Keys,
+    /// Indexes into `ClientRegistry::keys`.
+    Keys(Vec<usize>),
     Certificate(CertificateName),
     SelfSigned(Vec<[u8; 32]>),
 }
@@ -181,6 +187,8 @@ enum Registered {
 #[derive(Debug)]
 struct ClientKey {
     client: Arc<str>,
+    /// What an assertion's `kid` may say: the JWK's `kid` and its thumbprint.
+    names: Vec<String>,
     verifiers: Vec<Arc<VerifyingKey>>,
 }
 
@@ -190,8 +198,6 @@ pub struct ClientRegistry {
     settings: AssertionSettings,
     clients: HashMap<String, Registered>,
     keys: Vec<ClientKey>,
-    /// `kid` member and thumbprint → indexes into `keys`.
-    by_name: HashMap<String, Vec<usize>>,
     /// Compared against when the client id is unknown, so that an unknown
     /// id costs the same as a wrong secret.
     decoy: SecretDigest,
@@ -200,13 +206,7 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     /// An empty registry.
     pub fn new(settings: AssertionSettings) -> Self {
-        Self {
-            settings,
-            clients: HashMap::new(),
-            keys: Vec::new(),
-            by_name: HashMap::new(),
-            decoy: SecretDigest::of(b"ekey decoy secret"),
-        }
+        Self { settings, clients: HashMap::new(), keys: Vec::new(), decoy: SecretDigest::of(b"ekey decoy secret") }
     }
 
     /// Registers a `client_secret_basic` client by its secret (only its
@@ -241,15 +241,12 @@ impl ClientRegistry {
             }
             built.push((jwk, verifiers));
         }
-        self.add(id, Registered::Keys)?;
+        let indexes = (self.keys.len()..self.keys.len() + built.len()).collect();
+        self.add(id, Registered::Keys(indexes))?;
         for (jwk, verifiers) in built {
-            let index = self.keys.len();
-            self.keys.push(ClientKey { client: Arc::clone(&client), verifiers });
             let mut names = vec![jwk.thumbprint().to_owned()];
             names.extend(jwk.kid().filter(|k| *k != jwk.thumbprint()).map(str::to_owned));
-            for name in names {
-                self.by_name.entry(name).or_default().push(index);
-            }
+            self.keys.push(ClientKey { client: Arc::clone(&client), names, verifiers });
         }
         Ok(())
     }
@@ -364,29 +361,43 @@ impl ClientRegistry {
         }
     }
 
-    /// The one key that can verify an assertion with `alg` and `kid`, within
-    /// `client_id`'s keys when given. `None` when there is none, or more than
-    /// one and nothing to choose by.
+    /// The one key that can verify an assertion, read from its unverified
+    /// header and claims: the client is its `iss`, which must equal `sub`
+    /// (RFC 7523 §3) and the `client_id` parameter when sent (RFC 7521 §4.2);
+    /// the key is that client's key for `alg`, chosen by `kid` when there is
+    /// one (the JWK's `kid` or its RFC 7638 thumbprint).
     fn assertion_key(
         &self,
         client_id: Option<&str>,
-        alg: Algorithm,
-        kid: Option<&str>,
-    ) -> Option<(usize, Arc<VerifyingKey>)> {
-        let candidates: Vec<usize> = match (kid, client_id) {
-            (Some(kid), _) => self.by_name.get(kid).cloned().unwrap_or_default(),
-            (None, Some(c)) => (0..self.keys.len()).filter(|i| &*self.keys[*i].client == c).collect(),
-            (None, None) => return None,
+        hint: &KeyHint<'_>,
+    ) -> Result<(usize, Arc<VerifyingKey>), AuthError> {
+        let client = match (hint.unverified_iss, hint.unverified_sub) {
+            (Some(iss), Some(sub)) if iss == sub => iss,
+            _ => return Err(AuthError::Assertion("iss and sub must both be the client id".into())),
         };
-        let mut found = candidates.into_iter().filter_map(|i| {
-            let k = &self.keys[i];
-            if client_id.is_some_and(|c| c != &*k.client) {
+        if client_id.is_some_and(|id| id != client) {
+            return Err(AuthError::ClientIdMismatch);
+        }
+        let Some(Registered::Keys(indexes)) = self.clients.get(client) else {
+            let shown: String = client.chars().take(64).collect();
+            return Err(AuthError::Assertion(format!("client {shown:?} is not registered for private_key_jwt")));
+        };
+        let mut found = indexes.iter().filter_map(|i| {
+            let k = self.keys.get(*i)?;
+            if hint.kid.is_some_and(|kid| !k.names.iter().any(|n| n == kid)) {
                 return None;
             }
-            k.verifiers.iter().find(|v| v.algorithm() == alg).map(|v| (i, Arc::clone(v)))
+            k.verifiers.iter().find(|v| v.algorithm() == hint.alg).map(|v| (*i, Arc::clone(v)))
         });
-        let first = found.next()?;
-        found.next().is_none().then_some(first)
+        let first = found.next().ok_or_else(|| {
+            AuthError::Assertion("no registered key of this client matches the assertion's kid and alg".into())
+        })?;
+        if found.next().is_some() {
+            return Err(AuthError::Assertion(
+                "the client has more than one key for this alg; send a kid (the key's kid or thumbprint)".into(),
+            ));
+        }
+        Ok(first)
     }
 }
 
@@ -455,7 +466,69 @@ mod tests {
         // Without kid, client_id picks the key.
         let no_kid = json!({"alg": "EdDSA"});
         assert!(assertion(&r, Some("jwt-b"), sign(&b, no_kid.clone(), claims("jwt-b"))).is_ok());
-        assert!(assertion(&r, None, sign(&b, no_kid, claims("jwt-b"))).is_err());
+        // Without either, iss and sub name the client.
+        assert!(assertion(&r, None, sign(&b, no_kid, claims("jwt-b"))).is_ok());
+    }
+
+    #[test]
+    fn assertion_identifies_its_client_by_iss_and_sub() {
+        let (mut r, a, b) = registry();
+        // Without client_id and without kid: iss = sub names the client, whose one key verifies.
+        let no_kid = |k: &KeyPair| json!({"alg": k.algorithm().as_str(), "typ": "JWT"});
+        let ok = assertion(&r, None, sign(&a, no_kid(&a), claims("jwt-a"))).unwrap();
+        assert_eq!((ok.client_id.as_str(), ok.method), ("jwt-a", AuthMethod::PrivateKeyJwt));
+        assert_eq!(assertion(&r, None, sign(&b, no_kid(&b), claims("jwt-b"))).unwrap().client_id, "jwt-b");
+        // A key registered by two clients: iss and sub say which one signs.
+        r.add_keys("shares-a", &[a.public_jwk().clone()]).unwrap();
+        for client in ["jwt-a", "shares-a"] {
+            assert_eq!(assertion(&r, None, sign(&a, header(&a), claims(client))).unwrap().client_id, client);
+        }
+        // The named client's key must verify: another client's key does not.
+        let why = |res: Result<Authenticated, AuthError>| match res {
+            Err(AuthError::Assertion(why)) => why,
+            other => panic!("accepted or wrong error: {other:?}"),
+        };
+        assert!(why(assertion(&r, None, sign(&b, header(&b), claims("jwt-a")))).contains("no registered key"));
+        assert!(why(assertion(&r, None, sign(&b, no_kid(&b), claims("jwt-a")))).contains("no registered key"));
+        // iss and sub disagree, or are missing: nothing identifies the client.
+        let mut c = claims("jwt-a");
+        c["sub"] = "jwt-b".into();
+        assert!(why(assertion(&r, None, sign(&a, header(&a), c))).contains("iss and sub"));
+        let mut c = claims("jwt-a");
+        c.as_object_mut().unwrap().remove("iss");
+        assert!(why(assertion(&r, None, sign(&a, header(&a), c))).contains("iss and sub"));
+        let mut c = claims("jwt-a");
+        c["iss"] = serde_json::Value::Null;
+        assert!(why(assertion(&r, None, sign(&a, header(&a), c))).contains("null"));
+        // A client nobody registered, or one that does not use private_key_jwt.
+        for client in ["nobody", "basic"] {
+            let e = why(assertion(&r, None, sign(&a, header(&a), claims(client))));
+            assert!(e.contains("not registered for private_key_jwt"), "{client}: {e}");
+        }
+        // client_id names another client than the assertion.
+        assert_eq!(
+            assertion(&r, Some("jwt-b"), sign(&a, header(&a), claims("jwt-a"))),
+            Err(AuthError::ClientIdMismatch)
+        );
+        assert_eq!(assertion(&r, Some("jwt-a"), sign(&a, header(&a), claims("jwt-a"))).unwrap().client_id, "jwt-a");
+        // Two keys for the alg and no kid: the client must say which.
+        let a2 = KeyPair::generate(Algorithm::ES256).unwrap();
+        r.add_keys("two-keys", &[a.public_jwk().clone(), a2.public_jwk().clone()]).unwrap();
+        assert!(why(assertion(&r, None, sign(&a2, no_kid(&a2), claims("two-keys")))).contains("send a kid"));
+        assert_eq!(assertion(&r, None, sign(&a2, header(&a2), claims("two-keys"))).unwrap().client_id, "two-keys");
+    }
+
+    #[test]
+    fn assertion_claims_may_not_be_null() {
+        let (r, a, _) = registry();
+        for member in ["nbf", "iat", "exp", "jti", "aud"] {
+            let mut c = claims("jwt-a");
+            c[member] = serde_json::Value::Null;
+            match assertion(&r, None, sign(&a, header(&a), c)) {
+                Err(AuthError::Assertion(why)) => assert!(why.starts_with("malformed assertion"), "{member}: {why}"),
+                other => panic!("{member}: null accepted or wrong error: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -472,7 +545,7 @@ mod tests {
             };
         // Signed by another client's key, or claiming another client.
         assert!(refuse(Some("jwt-a"), &b, header(&b), claims("jwt-a")).contains("no registered key"));
-        assert!(refuse(None, &a, header(&a), claims("jwt-b")).contains("iss and sub"));
+        assert!(refuse(None, &a, header(&a), claims("jwt-b")).contains("no registered key"));
         let mut c = claims("jwt-a");
         c["sub"] = "other".into();
         assert!(refuse(None, &a, header(&a), c).contains("iss and sub"));
@@ -544,8 +617,9 @@ mod tests {
         );
         assert!(!r.contains("p384"));
         assert!(r.add_keys("again", &[a.public_jwk().clone()]).is_ok());
-        // Now two clients share a key: the kid alone is ambiguous.
-        assert!(assertion(&r, None, sign(&a, header(&a), claims("jwt-a"))).is_err());
+        // Now two clients share a key: iss and sub say which one signed.
+        assert_eq!(assertion(&r, None, sign(&a, header(&a), claims("jwt-a"))).unwrap().client_id, "jwt-a");
+        assert_eq!(assertion(&r, None, sign(&a, header(&a), claims("again"))).unwrap().client_id, "again");
         assert!(assertion(&r, Some("jwt-a"), sign(&a, header(&a), claims("jwt-a"))).is_ok());
     }
 }

@@ -706,6 +706,8 @@ mod tests {
             "templates[1].clients[1]: unknown client \"nobody\""
         );
         assert!(error(&GOOD.replace("POST:/payments/:id", "post /payments")).starts_with("templates[1].actions[0]: "));
+        let hostile = error(&GOOD.replace("POST:/payments/:id", "POST:/payments/%2e%2e/admin"));
+        assert!(hostile.starts_with("templates[1].actions[0]: ") && hostile.contains("normal form"), "{hostile}");
         assert!(error(&format!("{GOOD}\nbinding = \"tls\"")).starts_with("templates[1].binding: "));
         assert!(error(&GOOD.replace("https://api.example.com", "api.example.com"))
             .starts_with("templates[1].audience[0]: "));

@@ -5,7 +5,10 @@
 /// each `:param` segment of `granted` matched by a literal (narrowing) or by
 /// another `:param` (the name of a parameter does not change what it matches).
 ///
-/// Both must already have passed [`ekey_verifier::ActionPattern::parse`].
+/// Both must already have passed [`ekey_verifier::ActionPattern::parse`]:
+/// then every literal segment is in normal form, so comparing octets is
+/// comparing resources, and a literal that would narrow a `:param` while a
+/// router reads it as several segments (`42%2F..%2Fadmin`) never gets here.
 pub(crate) fn narrows(requested: &str, granted: &str) -> bool {
     let (Some((rm, rp)), Some((gm, gp))) = (requested.split_once(':'), granted.split_once(':')) else {
         return false;

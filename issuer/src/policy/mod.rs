@@ -100,7 +100,8 @@ pub enum PolicyError {
         /// The action asked for.
         action: String,
     },
-    /// The action is not `METHOD:/path`.
+    /// The action (or a subcap entry) is not `METHOD:/path`, or its path is
+    /// not in normal form.
     #[error("action {action:?}: {reason}")]
     InvalidAction {
         /// The action asked for.
@@ -223,8 +224,9 @@ impl Policy {
             (None, RequestedVia::AuthorizationDetails) => Vec::new(),
         };
         for s in &subcap {
-            let ok = ActionPattern::parse(s).is_ok() && template.subcap.iter().any(|g| action::narrows(s, g));
-            if !ok {
+            ActionPattern::parse(s)
+                .map_err(|e| PolicyError::InvalidAction { action: short(s), reason: e.to_string() })?;
+            if !template.subcap.iter().any(|g| action::narrows(s, g)) {
                 return Err(PolicyError::SubcapOutside { action: short(s), template: name() });
             }
         }
@@ -362,6 +364,21 @@ mod tests {
         r.template = Some("payments.create".into());
         assert!(matches!(grant("a", &r), PolicyError::ActionOutside { .. }));
         assert!(matches!(grant("a", &CapabilityRequest::scope("mtls.only")), PolicyError::Binding { .. }));
+    }
+
+    #[test]
+    fn actions_outside_normal_form_are_refused_not_narrowed() {
+        // Each would "narrow" POST:/payments/:id segment by segment, yet a
+        // router reads it as another resource (or refuses it).
+        let p = policy();
+        for action in ["POST:/payments/42%2F..%2Fadmin", "POST:/payments/%2e%2e", "POST:/payments/4%002"] {
+            let e = p.grant("a", &details(action), OfferedBinding::Dpop).unwrap_err();
+            assert!(matches!(e, PolicyError::InvalidAction { .. }), "{action}: {e:?}");
+            let mut r = details("POST:/payments/1");
+            r.subcap = Some(vec![action.replace("POST", "GET")]);
+            let e = p.grant("a", &r, OfferedBinding::Dpop).unwrap_err();
+            assert!(matches!(e, PolicyError::InvalidAction { .. }), "subcap {action}: {e:?}");
+        }
     }
 
     #[test]

@@ -132,4 +132,24 @@ mod tests {
             assert!(err.contains(expected), "{input}: {err}");
         }
     }
+
+    #[test]
+    fn json_limits_apply_before_anything_is_read() {
+        let wide: Vec<String> = (0..100_000).map(|i| format!(r#""m{i}":0"#)).collect();
+        let wide = format!(r#"[{{"type":"ekey_capability","action":"GET:/a",{}}}]"#, wide.join(","));
+        let deep =
+            format!(r#"[{{"type":"ekey_capability","action":"GET:/a","x":{}0{}}}]"#, "[".repeat(20), "]".repeat(20));
+        let cases = [
+            (wide.as_str(), "more than 64 members"),
+            (deep.as_str(), "nested deeper than 16"),
+            (r#"[{"type":"ekey_capability","action":"GET:/a","\u0061ction":"GET:/b"}]"#, "duplicate"),
+            (r#"[{"type":"ekey_capability","action":"GET:/a","limit":null}]"#, "limit must be"),
+            (r#"[{"type":"ekey_capability","action":null,"template":"t"}]"#, "action must be a string"),
+            (r#"[{"type":"ekey_capability","action":"GET:/a","audience":null}]"#, "audience must be"),
+        ];
+        for (input, expected) in cases {
+            let err = parse(input).unwrap_err();
+            assert!(err.contains(expected), "{:.80}: {err}", input);
+        }
+    }
 }

@@ -202,15 +202,19 @@ impl From<RequestError> for OAuthError {
 
 impl From<AuthError> for OAuthError {
     fn from(e: AuthError) -> Self {
-        let reason = match e {
-            AuthError::Missing => "client_authentication_missing",
-            AuthError::Basic => "bad_client_credentials",
-            AuthError::Assertion(_) => "bad_client_assertion",
-            AuthError::Replayed => "client_assertion_replayed",
-            AuthError::NoCertificate(_) => "client_certificate_missing",
-            AuthError::Certificate => "bad_client_certificate",
+        let client = ErrorCode::InvalidClient;
+        let (code, reason) = match e {
+            AuthError::Missing => (client, "client_authentication_missing"),
+            AuthError::Basic => (client, "bad_client_credentials"),
+            AuthError::Assertion(_) => (client, "bad_client_assertion"),
+            AuthError::Replayed => (client, "client_assertion_replayed"),
+            AuthError::NoCertificate(_) => (client, "client_certificate_missing"),
+            AuthError::Certificate => (client, "bad_client_certificate"),
+            // Two different clients named in one request: a contradictory
+            // request (RFC 6749 §5.2), as for client_id against Basic.
+            AuthError::ClientIdMismatch => (ErrorCode::InvalidRequest, "client_id_mismatch"),
         };
-        let mut out = Self::new(ErrorCode::InvalidClient, e.to_string()).with_reason(reason);
+        let mut out = Self::new(code, e.to_string()).with_reason(reason);
         // RFC 6749 §5.2: a failed Basic attempt gets a Basic challenge.
         out.basic_challenge = matches!(e, AuthError::Basic);
         out
@@ -339,6 +343,8 @@ mod tests {
     fn reasons_are_fixed_words() {
         assert_eq!(OAuthError::from(AuthError::Basic).reason(), "bad_client_credentials");
         assert_eq!(OAuthError::from(AuthError::Assertion("exp in the past".into())).reason(), "bad_client_assertion");
+        let mismatch = OAuthError::from(AuthError::ClientIdMismatch);
+        assert_eq!((mismatch.code(), mismatch.reason()), (ErrorCode::InvalidRequest, "client_id_mismatch"));
         assert_eq!(OAuthError::from(DpopError::Invalid(ProofError::Replayed)).reason(), "dpop_proof_replayed");
         let p = PolicyError::UnknownTemplate("secret-looking-input".into());
         let e = OAuthError::from_policy(&p, RequestedVia::Scope);

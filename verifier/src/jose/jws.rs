@@ -33,22 +33,35 @@ pub enum JwsError {
     Typ(&'static str),
 }
 
-/// The members a header may carry that we look at.
+/// The members a header may carry that we look at. A member set to `null` is
+/// refused, never read as absent: `"crit": null` or `"jwk": null` must not
+/// pass the checks that their absence passes.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Header {
     pub alg: String,
+    #[serde(default, deserialize_with = "json::non_null")]
     pub typ: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null")]
     pub kid: Option<String>,
+    #[serde(default, deserialize_with = "json::non_null_object")]
     pub jwk: Option<RawJwk>,
+    #[serde(default, deserialize_with = "json::non_null")]
     jku: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5u: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5c: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     x5t: Present,
-    #[serde(rename = "x5t#S256")]
+    #[serde(rename = "x5t#S256", default, deserialize_with = "json::non_null")]
     x5t_s256: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     crit: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     zip: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     enc: Present,
+    #[serde(default, deserialize_with = "json::non_null")]
     b64: Present,
 }
 
@@ -120,11 +133,12 @@ impl<'a> Compact<'a> {
         if p.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
             return Err(JwsError::Encoding("payload"));
         }
-        let header = json::from_slice(&header_json).map_err(JwsError::Header)?;
+        let header = json::from_object_slice(&header_json).map_err(JwsError::Header)?;
         Ok(Self { signing_input: &input[..h.len() + 1 + p.len()], header, payload_b64: p, signature })
     }
 
-    /// Decodes the payload (call only after the signature checked out).
+    /// Decodes the payload: after the signature checked out, or before it
+    /// only to choose the key (see [`super::verify::KeyHint`]).
     pub(crate) fn payload(&self) -> Result<Vec<u8>, JwsError> {
         b64::decode(self.payload_b64).ok_or(JwsError::Encoding("payload"))
     }
@@ -155,6 +169,10 @@ mod tests {
         assert_eq!(Compact::parse("a.b.c.d", 100).unwrap_err(), JwsError::NotCompact);
         assert_eq!(Compact::parse("..", 100).unwrap_err(), JwsError::NotCompact);
         assert_eq!(Compact::parse(&"a".repeat(101), 100).unwrap_err(), JwsError::TooLarge(100));
+        for not_object in [r#"["ES256"]"#, r#"["ES256","ekey+jwt","k"]"#, r#"{"alg":"ES256","jwk":["EC"]}"#] {
+            let t = jws(not_object, "{}");
+            assert!(matches!(Compact::parse(&t, 8192), Err(JwsError::Header(JsonError::Malformed(_)))), "{not_object}");
+        }
         let t = jws(r#"{"alg":"ES256","alg":"none"}"#, "{}");
         assert_eq!(Compact::parse(&t, 8192).unwrap_err(), JwsError::Header(JsonError::DuplicateMember));
     }
@@ -164,6 +182,20 @@ mod tests {
         for (typ, ok) in [("ekey+jwt", true), ("application/EKEY+JWT", true), ("JWT", false), ("dpop+jwt", false)] {
             let t = jws(&format!(r#"{{"alg":"ES256","typ":"{typ}"}}"#), "{}");
             assert_eq!(Compact::parse(&t, 8192).unwrap().header.require_typ("ekey+jwt").is_ok(), ok, "{typ}");
+        }
+    }
+
+    #[test]
+    fn null_members_refused_not_read_as_absent() {
+        for member in ["crit", "b64", "jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "zip", "enc", "typ", "kid", "alg"]
+        {
+            let mut header = serde_json::json!({"alg": "ES256", "typ": "ekey+jwt", "kid": "k"});
+            header[member] = serde_json::Value::Null;
+            let t = jws(&header.to_string(), "{}");
+            match Compact::parse(&t, 8192) {
+                Err(JwsError::Header(JsonError::Malformed(why))) => assert!(why.contains("null"), "{member}: {why}"),
+                other => panic!("{member}: null accepted or wrong error: {other:?}"),
+            }
         }
     }
 

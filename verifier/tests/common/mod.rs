@@ -99,8 +99,8 @@ pub async fn race_one_token(issuer: &Issuer, verifiers: &[Arc<Verifier>], limit:
                     method: "POST",
                     url: &url,
                     authorization: Some(&auth),
-                    dpop: &[&proof],
-                    peer_certificate: None,
+                    dpop: vec![&proof],
+                    ..Default::default()
                 };
                 v.verify(&req).await
             })

@@ -248,7 +248,8 @@ uses spent) and prints
   {\"outcome\":\"rejected\",\"status\",\"error\",\"reason\",\"description\",
    \"www_authenticate\"}                         exit 1 (3 when status is 503).
 Without --jwks-url/--jwks-file the issuer's jwks_uri is discovered from its
-metadata (fallback ISSUER/.well-known/jwks.json).
+metadata (fallback ISSUER/.well-known/jwks.json). The set is fetched by the
+verifier's own JWKS client; for https:// it trusts --ca (or the system's store).
 
 Examples:
   ekey verify --issuer http://127.0.0.1:8080 --audience https://api.example.com \\

@@ -68,6 +68,12 @@ impl Transport {
         Self { timeout, options, tls: OnceLock::new() }
     }
 
+    /// The `--ca` bundle, if given (for clients this transport does not
+    /// carry, e.g. the verifier's JWKS fetcher).
+    pub fn ca(&self) -> Option<&std::path::Path> {
+        self.options.ca.as_deref()
+    }
+
     /// Sends one request and reads the reply, at most `max_body` bytes of it.
     /// Redirects are not followed.
     pub async fn send(

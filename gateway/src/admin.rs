@@ -1,6 +1,7 @@
 //! The admin listener (`server.admin_listen`): `GET /healthz` (the process
 //! answers), `GET /readyz` (the store answers and the issuer's keys are
-//! loaded) and `GET /metrics` (Prometheus text).
+//! loaded; on the in-memory store it says that revocations do not reach this
+//! gateway) and `GET /metrics` (Prometheus text).
 //!
 //! Plain HTTP without credentials: keep it on loopback or a private network.
 
@@ -16,11 +17,16 @@ use std::time::Duration;
 /// How long `/readyz` waits for the store and for a JWKS fetch, each.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The warning `/readyz` adds to `ready` on the in-memory store.
+pub const NO_REVOCATION_FEED: &str = "in-memory store without a revocation feed (store.allow_without_revocation): \
+     revocations made at the issuer do not reach this gateway, and each replica counts uses alone";
+
 /// What `/readyz` checks.
 #[derive(Debug)]
 pub struct Readiness {
     store: Arc<dyn UsageStore>,
     keys: KeysReady,
+    warning: Option<&'static str>,
     shutting_down: AtomicBool,
 }
 
@@ -32,20 +38,31 @@ pub enum KeysReady {
         /// Keys in the file.
         count: usize,
     },
-    /// `verifier.jwks_url`: ready once a set has been fetched. Until then
-    /// each `/readyz` tries one fetch (single-flight with the verifier's).
+    /// `verifier.jwks_url`: ready while a fetched set is in use (fresh, or
+    /// stale for less than `max_staleness`). Otherwise each `/readyz` tries
+    /// one fetch (single-flight with the verifier's).
     Url {
         /// The verifier's key source.
         jwks: Arc<HttpJwks>,
-        /// A fetch has succeeded (the set, once fetched, stays in use).
-        fetched: AtomicBool,
     },
 }
 
 impl Readiness {
     /// Checks `store` and `keys`.
     pub fn new(store: Arc<dyn UsageStore>, keys: KeysReady) -> Self {
-        Self { store, keys, shutting_down: AtomicBool::new(false) }
+        Self { store, keys, warning: None, shutting_down: AtomicBool::new(false) }
+    }
+
+    /// `/readyz` says `warning` with every `ready` (a risk the operator
+    /// accepted in the config, e.g. [`NO_REVOCATION_FEED`]).
+    pub fn with_warning(mut self, warning: &'static str) -> Self {
+        self.warning = Some(warning);
+        self
+    }
+
+    /// What `/readyz` adds to `ready`, if anything.
+    pub fn warning(&self) -> Option<&'static str> {
+        self.warning
     }
 
     /// From now on `/readyz` answers 503 (`shutting down`).
@@ -81,12 +98,9 @@ impl Readiness {
         match &self.keys {
             KeysReady::File { count: 0 } => Err("keys: verifier.jwks_file holds no key".into()),
             KeysReady::File { .. } => Ok(()),
-            KeysReady::Url { fetched, .. } if fetched.load(Ordering::Relaxed) => Ok(()),
-            KeysReady::Url { jwks, fetched } => match tokio::time::timeout(READY_TIMEOUT, jwks.refresh()).await {
-                Ok(Ok(())) => {
-                    fetched.store(true, Ordering::Relaxed);
-                    Ok(())
-                }
+            KeysReady::Url { jwks } if jwks.has_usable_set() => Ok(()),
+            KeysReady::Url { jwks } => match tokio::time::timeout(READY_TIMEOUT, jwks.refresh()).await {
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("keys: {e}")),
                 Err(_) => Err(format!("keys: JWKS fetch: no answer within {} s", READY_TIMEOUT.as_secs())),
             },
@@ -105,7 +119,10 @@ pub async fn handle(method: &Method, path: &str, ready: &Readiness, telemetry: &
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match ready.check().await {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Ok(()) => match ready.warning() {
+                None => text(StatusCode::OK, "ready\n".into()),
+                Some(w) => text(StatusCode::OK, format!("ready; warning: {w}\n")),
+            },
             Err(why) => {
                 tracing::debug!(reason = %why, "not ready");
                 text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))

@@ -10,8 +10,13 @@
 //!     issuer = "https://issuer.example.com"
 //!     audiences = ["https://api.example.com"]
 //!     jwks_url = "https://issuer.example.com/.well-known/jwks.json"
+//!     [store]
+//!     kind = "redis"
+//!     [store.redis]
+//!     url = "rediss://redis.internal:6379"
 //! "#).unwrap();
 //! assert_eq!(config.server.listen.port(), 9191);
+//! assert_eq!(config.verifier.jwks.max_staleness.as_secs(), 300);
 //!
 //! let err = ekey_gateway::Config::from_toml_str(r#"
 //!     [verifier]
@@ -28,6 +33,7 @@ use ekey_verifier::{ExternalUrl, ExternalUrlSettings, RedisStoreSettings, Revoca
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The configuration is unusable; the message names the field or variable.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,9 @@ struct RawServer {
     envoy_prefix: Option<String>,
     client_cert_header: Option<String>,
     client_cert_format: Option<String>,
+    max_connections: Option<u64>,
+    header_read_timeout: Option<u64>,
+    drain_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +110,16 @@ struct RawVerifier {
     nonce_secret_file: Option<PathBuf>,
     nonce_secret_env: Option<String>,
     nonce_window: Option<u32>,
+    jwks: Option<RawJwksFetch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwksFetch {
+    ca_file: Option<PathBuf>,
+    spki_pins: Option<Vec<String>>,
+    max_staleness: Option<u64>,
+    allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +130,7 @@ struct RawStore {
     max_proofs: Option<usize>,
     redis: Option<RedisStoreSettings>,
     revocation: Option<RevocationFeedSettings>,
+    allow_without_revocation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +191,15 @@ pub struct ServerConfig {
     /// format, for certificate-bound tokens. Defaults to none: such tokens
     /// are refused.
     pub client_cert: Option<(String, CertHeaderFormat)>,
+    /// Connections served at once on the authz listener; more wait in the
+    /// kernel's backlog (the admin listener allows 64). Defaults to 1024.
+    pub max_connections: usize,
+    /// Time to receive a request head (and to hold an idle keep-alive
+    /// connection), on both listeners. Defaults to 5 s.
+    pub header_read_timeout: Duration,
+    /// At SIGTERM / Ctrl-C, how long open connections get to finish.
+    /// Defaults to 10 s.
+    pub drain_timeout: Duration,
 }
 
 /// `[verifier]`: what tokens to accept.
@@ -182,6 +211,8 @@ pub struct VerifierConfig {
     pub audiences: Vec<String>,
     /// Where the issuer's keys come from. Exactly one of `jwks_url`, `jwks_file`.
     pub keys: KeysConfig,
+    /// How `jwks_url` is fetched (`[verifier.jwks]`).
+    pub jwks: JwksFetchConfig,
     /// Clock skew allowed, seconds. Defaults to 5.
     pub leeway: u32,
     /// Oldest DPoP proof accepted, seconds. Defaults to 60.
@@ -197,6 +228,34 @@ pub enum KeysConfig {
     Url(String),
     /// A JWKS file read at start (`jwks_file`).
     File(PathBuf),
+}
+
+/// `[verifier.jwks]`: how the issuer's JWKS is fetched from `jwks_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetchConfig {
+    /// PEM file of the CA certificates that sign the issuer's TLS
+    /// certificate, trusted instead of the system's store. Defaults to none.
+    pub ca_file: Option<PathBuf>,
+    /// base64 SHA-256 of the SubjectPublicKeyInfo the issuer's leaf
+    /// certificate must have (any one of them). Defaults to none.
+    pub spki_pins: Vec<String>,
+    /// How long past its freshness the last fetched set is still used while
+    /// the JWKS cannot be fetched; then every request gets 503. Defaults to
+    /// 300 s (0 ..= 3600).
+    pub max_staleness: Duration,
+    /// Allow `http://` to a host that is not loopback. Defaults to `false`.
+    pub allow_insecure_http: bool,
+}
+
+impl Default for JwksFetchConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            spki_pins: Vec::new(),
+            max_staleness: Duration::from_secs(300),
+            allow_insecure_http: false,
+        }
+    }
 }
 
 /// DPoP nonces.
@@ -221,7 +280,10 @@ pub enum SecretSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // built once at start
 pub enum StoreConfig {
-    /// In this process (`kind = "memory"`, the default).
+    /// In this process (`kind = "memory"`, the default), which the operator
+    /// accepted with `allow_without_revocation = true`: no revocation feed
+    /// (revocations made at the issuer never reach this gateway) and every
+    /// replica counts uses alone.
     Memory {
         /// Most traces held. Defaults to 1 000 000.
         max_traces: usize,
@@ -250,9 +312,15 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("EKEY_GATEWAY_ADMIN_LISTEN", "server.admin_listen"),
     ("EKEY_GATEWAY_TRUSTED_PROXIES", "server.trusted_proxies (comma-separated)"),
     ("EKEY_GATEWAY_PUBLIC_BASE_URL", "server.public_base_url"),
+    ("EKEY_GATEWAY_MAX_CONNECTIONS", "server.max_connections"),
+    ("EKEY_GATEWAY_HEADER_READ_TIMEOUT", "server.header_read_timeout"),
+    ("EKEY_GATEWAY_DRAIN_TIMEOUT", "server.drain_timeout"),
     ("EKEY_GATEWAY_ISSUER", "verifier.issuer"),
     ("EKEY_GATEWAY_AUDIENCES", "verifier.audiences (comma-separated)"),
     ("EKEY_GATEWAY_JWKS_URL", "verifier.jwks_url"),
+    ("EKEY_GATEWAY_JWKS_CA_FILE", "verifier.jwks.ca_file"),
+    ("EKEY_GATEWAY_JWKS_SPKI_PINS", "verifier.jwks.spki_pins (comma-separated)"),
+    ("EKEY_GATEWAY_JWKS_MAX_STALENESS", "verifier.jwks.max_staleness"),
     ("EKEY_GATEWAY_NONCE_SECRET_FILE", "verifier.nonce_secret_file"),
     ("EKEY_GATEWAY_LOG_LEVEL", "log.level"),
     ("EKEY_GATEWAY_LOG_FORMAT", "log.format"),
@@ -296,6 +364,10 @@ fn list(v: &str) -> Vec<String> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
+fn whole_number(name: &str, v: &str) -> Result<u64, ConfigError> {
+    v.trim().parse().map_err(|_| invalid(name, format!("expected a whole number, got {v:?}")))
+}
+
 fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
     let v = raw.verifier.get_or_insert_with(RawVerifier::default);
     for (name, _) in ENV_OVERRIDES {
@@ -305,6 +377,14 @@ fn apply_env(raw: &mut Raw, env: &impl Fn(&str) -> Option<String>) -> Result<(),
             "EKEY_GATEWAY_ADMIN_LISTEN" => raw.server.admin_listen = Some(value),
             "EKEY_GATEWAY_TRUSTED_PROXIES" => raw.server.trusted_proxies = Some(list(&value)),
             "EKEY_GATEWAY_PUBLIC_BASE_URL" => raw.server.public_base_url = Some(value),
+            "EKEY_GATEWAY_MAX_CONNECTIONS" => raw.server.max_connections = Some(whole_number(name, &value)?),
+            "EKEY_GATEWAY_HEADER_READ_TIMEOUT" => raw.server.header_read_timeout = Some(whole_number(name, &value)?),
+            "EKEY_GATEWAY_DRAIN_TIMEOUT" => raw.server.drain_timeout = Some(whole_number(name, &value)?),
+            "EKEY_GATEWAY_JWKS_CA_FILE" => v.jwks.get_or_insert_with(Default::default).ca_file = Some(value.into()),
+            "EKEY_GATEWAY_JWKS_SPKI_PINS" => v.jwks.get_or_insert_with(Default::default).spki_pins = Some(list(&value)),
+            "EKEY_GATEWAY_JWKS_MAX_STALENESS" => {
+                v.jwks.get_or_insert_with(Default::default).max_staleness = Some(whole_number(name, &value)?)
+            }
             "EKEY_GATEWAY_ISSUER" => v.issuer = Some(value),
             "EKEY_GATEWAY_AUDIENCES" => v.audiences = Some(list(&value)),
             "EKEY_GATEWAY_JWKS_URL" => {
@@ -418,6 +498,14 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
             Some((h.to_ascii_lowercase(), format))
         }
     };
+    let max_connections = s.max_connections.unwrap_or(1024);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(invalid("server.max_connections", "must be 1 ..= 1000000"));
+    }
+    let secs = |field: &str, v: Option<u64>, default: u64, max: u64| match v.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(invalid(field, format!("must be 1 ..= {max} seconds"))),
+    };
     let server = ServerConfig {
         listen,
         admin_listen,
@@ -428,6 +516,9 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         trust_forwarded_prefix: s.trust_forwarded_prefix.unwrap_or(false),
         envoy_prefix,
         client_cert,
+        max_connections: max_connections as usize,
+        header_read_timeout: secs("server.header_read_timeout", s.header_read_timeout, 5, 300)?,
+        drain_timeout: secs("server.drain_timeout", s.drain_timeout, 10, 3600)?,
     };
     external_url(&server)?;
     client_cert_source(&server)?;
@@ -449,6 +540,24 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         (None, Some(f)) => KeysConfig::File(f),
         (Some(_), Some(_)) => return Err(invalid("verifier.jwks_url", "set jwks_url or jwks_file, not both")),
         (None, None) => return Err(invalid("verifier.jwks_url", "set jwks_url or jwks_file")),
+    };
+    let jwks = match (v.jwks, &keys) {
+        (None, _) => JwksFetchConfig::default(),
+        (Some(_), KeysConfig::File(_)) => {
+            return Err(invalid("verifier.jwks", "[verifier.jwks] applies to jwks_url, not jwks_file"))
+        }
+        (Some(j), KeysConfig::Url(_)) => {
+            let max_staleness = j.max_staleness.unwrap_or(300);
+            if max_staleness > 3600 {
+                return Err(invalid("verifier.jwks.max_staleness", "must be 0 ..= 3600 seconds"));
+            }
+            JwksFetchConfig {
+                ca_file: j.ca_file,
+                spki_pins: j.spki_pins.unwrap_or_default(),
+                max_staleness: Duration::from_secs(max_staleness),
+                allow_insecure_http: j.allow_insecure_http.unwrap_or(false),
+            }
+        }
     };
     let leeway = v.leeway.unwrap_or(5);
     if leeway > 60 {
@@ -477,6 +586,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         issuer,
         audiences,
         keys,
+        jwks,
         leeway,
         proof_max_age,
         nonce: secret.map(|secret| NonceConfig { secret, window }),
@@ -485,6 +595,20 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     let store = match raw.store.kind.as_deref().unwrap_or("memory") {
         "memory" if raw.store.redis.is_some() || raw.store.revocation.is_some() => {
             return Err(invalid("store.redis", "[store.redis] and [store.revocation] need kind = \"redis\""));
+        }
+        "memory" if raw.store.allow_without_revocation != Some(true) => {
+            return Err(invalid(
+                "store.allow_without_revocation",
+                "the in-memory store has no revocation feed: revocations made at the issuer never reach this \
+                 gateway, and each replica counts uses alone. Use kind = \"redis\", or set \
+                 allow_without_revocation = true in [store] to run without",
+            ));
+        }
+        "redis" if raw.store.allow_without_revocation.is_some() => {
+            return Err(invalid(
+                "store.allow_without_revocation",
+                "applies to kind = \"memory\"; the Redis store follows revocations",
+            ));
         }
         "redis" => {
             if raw.store.max_traces.is_some() || raw.store.max_proofs.is_some() {
@@ -532,7 +656,12 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
 mod tests {
     use super::*;
 
-    const MIN: &str =
+    /// A working config: in-memory store accepted, `[verifier]` last (so
+    /// tests can append its fields).
+    const MIN: &str = "[store]\nallow_without_revocation = true\n[verifier]\nissuer = \"https://i.example\"\n\
+                       audiences = [\"https://a.example\"]\njwks_file = \"k.json\"\n";
+    /// The same without `[store]`, for tests that write their own.
+    const BASE: &str =
         "[verifier]\nissuer = \"https://i.example\"\naudiences = [\"https://a.example\"]\njwks_file = \"k.json\"\n";
 
     fn err(text: &str) -> String {
@@ -556,14 +685,14 @@ mod tests {
         assert_eq!(c.log, LogConfig { level: "info".into(), json: true });
         assert!(c.server.client_cert.is_none());
         let r = Config::from_toml_str(&format!(
-            "{MIN}[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"gw\"\n"
+            "{BASE}[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"gw\"\n"
         ))
         .unwrap();
         assert!(
             matches!(r.store, StoreConfig::Redis(ref s, ref f) if s.key_prefix == "gw" && f.max_staleness_ms == 1000)
         );
         let bad = "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://h\"\n[store.revocation]\npoll_interval_ms = 600\n";
-        assert!(err(&format!("{MIN}{bad}")).starts_with("store.revocation.max_staleness_ms:"));
+        assert!(err(&format!("{BASE}{bad}")).starts_with("store.revocation.max_staleness_ms:"));
         let x = Config::from_toml_str(&format!("{MIN}[server]\nclient_cert_header = \"X-Forwarded-Client-Cert\"\n"))
             .unwrap();
         assert_eq!(x.server.client_cert, Some(("x-forwarded-client-cert".into(), CertHeaderFormat::Xfcc)));
@@ -590,10 +719,10 @@ mod tests {
             .starts_with("server.trusted_proxies:"));
         assert!(err(&format!("{MIN}[server]\npublic_base_url = \"ftp://x\"\n")).starts_with("server.public_base_url:"));
         assert!(err(&format!("{MIN}[server]\nenvoy_prefix = \"envoy\"\n")).starts_with("server.envoy_prefix:"));
-        assert!(err(&format!("{MIN}[store]\nkind = \"disk\"\n")).starts_with("store.kind:"));
-        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n")).starts_with("store.redis:"));
-        assert!(err(&format!("{MIN}[store.redis]\nurl = \"redis://127.0.0.1\"\n")).starts_with("store.redis:"));
-        assert!(err(&format!("{MIN}[store]\nkind = \"redis\"\n[store.redis]\nbogus = 1\n")).starts_with("config file"));
+        assert!(err(&format!("{BASE}[store]\nkind = \"disk\"\n")).starts_with("store.kind:"));
+        assert!(err(&format!("{BASE}[store]\nkind = \"redis\"\n")).starts_with("store.redis:"));
+        assert!(err(&format!("{BASE}[store.redis]\nurl = \"redis://127.0.0.1\"\n")).starts_with("store.redis:"));
+        assert!(err(&format!("{BASE}[store]\nkind = \"redis\"\n[store.redis]\nbogus = 1\n")).starts_with("config file"));
         assert!(
             err(&format!("{MIN}[server]\nclient_cert_format = \"xfcc\"\n")).starts_with("server.client_cert_format:")
         );
@@ -602,6 +731,98 @@ mod tests {
         assert!(err(&format!("{MIN}nonce_window = 30\n")).starts_with("verifier.nonce_window:"));
         assert!(err(&format!("{MIN}jwks_url = \"https://i.example/jwks\"\n")).contains("not both"));
         assert!(err(&format!("{MIN}bogus = 1\n")).starts_with("config file is not valid"));
+    }
+
+    #[test]
+    fn memory_store_needs_explicit_consent_to_run_without_revocation() {
+        // No [store] at all: the default kind, memory, is refused without the flag.
+        let e = err(BASE);
+        assert!(e.starts_with("store.allow_without_revocation:") && e.contains("revocation"), "{e}");
+        assert!(err(&format!("{BASE}[store]\nkind = \"memory\"\n")).starts_with("store.allow_without_revocation:"));
+        assert!(err(&format!("{BASE}[store]\nallow_without_revocation = false\n"))
+            .starts_with("store.allow_without_revocation:"));
+        let redis = "[store]\nkind = \"redis\"\nallow_without_revocation = true\n[store.redis]\nurl = \"redis://h\"\n";
+        assert!(err(&format!("{BASE}{redis}")).starts_with("store.allow_without_revocation:"));
+        assert!(matches!(Config::from_toml_str(MIN).unwrap().store, StoreConfig::Memory { .. }));
+    }
+
+    #[test]
+    fn jwks_fetch_table() {
+        let url = "[store]\nallow_without_revocation = true\n[verifier]\nissuer = \"https://i.example\"\n\
+                   audiences = [\"https://a.example\"]\njwks_url = \"https://i.example/jwks\"\n";
+        let c = Config::from_toml_str(url).unwrap();
+        assert_eq!(c.verifier.jwks, JwksFetchConfig::default());
+        assert_eq!(c.verifier.jwks.max_staleness, Duration::from_secs(300));
+        let table = "[verifier.jwks]\nca_file = \"ca.pem\"\nspki_pins = [\"a\", \"b\"]\nmax_staleness = 120\n\
+                     allow_insecure_http = true\n";
+        let c = Config::from_toml_str(&format!("{url}{table}")).unwrap();
+        assert_eq!(
+            c.verifier.jwks,
+            JwksFetchConfig {
+                ca_file: Some("ca.pem".into()),
+                spki_pins: vec!["a".into(), "b".into()],
+                max_staleness: Duration::from_secs(120),
+                allow_insecure_http: true,
+            }
+        );
+        let e = err(&format!("{url}[verifier.jwks]\nmax_staleness = 3601\n"));
+        assert!(e.starts_with("verifier.jwks.max_staleness:"), "{e}");
+        assert!(err(&format!("{url}[verifier.jwks]\nbogus = 1\n")).starts_with("config file is not valid"));
+        // With a JWKS file there is nothing to fetch.
+        assert!(err(&format!("{MIN}[verifier.jwks]\nca_file = \"ca.pem\"\n")).starts_with("verifier.jwks:"));
+        let env = |k: &str| match k {
+            "EKEY_GATEWAY_JWKS_CA_FILE" => Some("env-ca.pem".to_owned()),
+            "EKEY_GATEWAY_JWKS_SPKI_PINS" => Some("p1, p2".to_owned()),
+            "EKEY_GATEWAY_JWKS_MAX_STALENESS" => Some("60".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_toml_with_env(url, env).unwrap();
+        assert_eq!(c.verifier.jwks.ca_file, Some("env-ca.pem".into()));
+        assert_eq!(c.verifier.jwks.spki_pins, vec!["p1", "p2"]);
+        assert_eq!(c.verifier.jwks.max_staleness, Duration::from_secs(60));
+        let bad = |k: &str| (k == "EKEY_GATEWAY_JWKS_MAX_STALENESS").then(|| "soon".to_owned());
+        let e = Config::from_toml_with_env(url, bad).unwrap_err().to_string();
+        assert!(e.starts_with("EKEY_GATEWAY_JWKS_MAX_STALENESS:"), "{e}");
+    }
+
+    #[test]
+    fn listener_limits() {
+        let c = Config::from_toml_str(MIN).unwrap();
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(
+            (c.server.header_read_timeout, c.server.drain_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        let set = "[server]\nmax_connections = 8\nheader_read_timeout = 2\ndrain_timeout = 3\n";
+        let c = Config::from_toml_str(&format!("{MIN}{set}")).unwrap();
+        assert_eq!((c.server.max_connections, c.server.header_read_timeout), (8, Duration::from_secs(2)));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(3));
+        for (bad, field) in [
+            ("max_connections = 0", "server.max_connections:"),
+            ("header_read_timeout = 0", "server.header_read_timeout:"),
+            ("header_read_timeout = 301", "server.header_read_timeout:"),
+            ("drain_timeout = 0", "server.drain_timeout:"),
+        ] {
+            assert!(err(&format!("{MIN}[server]\n{bad}\n")).starts_with(field), "{bad}");
+        }
+        let env = |k: &str| match k {
+            "EKEY_GATEWAY_MAX_CONNECTIONS" => Some("16".to_owned()),
+            "EKEY_GATEWAY_HEADER_READ_TIMEOUT" => Some("7".to_owned()),
+            "EKEY_GATEWAY_DRAIN_TIMEOUT" => Some("1".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_toml_with_env(MIN, env).unwrap();
+        assert_eq!((c.server.max_connections, c.server.header_read_timeout), (16, Duration::from_secs(7)));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn help_names_every_override() {
+        use clap::CommandFactory as _;
+        let help = crate::cli::Cli::command().render_long_help().to_string();
+        for (name, _) in ENV_OVERRIDES {
+            assert!(help.contains(name), "--help does not name {name}");
+        }
     }
 
     #[test]

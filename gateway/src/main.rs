@@ -12,11 +12,9 @@ use ekey_telemetry::{AuditConfig, AuditSinkKind, OtlpMode, Telemetry, TelemetryC
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
-const DRAIN: Duration = Duration::from_secs(10);
 
 type Failure = (u8, String);
 
@@ -83,7 +81,7 @@ async fn run(config: &Config, telemetry: &Telemetry) -> Result<(), Failure> {
         addr = %bound.local_addr(), admin = %bound.admin_addr(), otlp_metrics, otlp_traces,
         audit = ?config.audit.sink, "ekey-gateway serving"
     );
-    bound.serve(service, shutdown_signal(), DRAIN).await;
+    bound.serve(service, shutdown_signal()).await;
     Ok(())
 }
 
@@ -110,7 +108,9 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
         KeysConfig::File(f) => format!("JWKS file {}", f.display()),
     };
     let store = match &config.store {
-        StoreConfig::Memory { .. } => "in-memory store (per process)".to_owned(),
+        StoreConfig::Memory { .. } => {
+            "in-memory store (per process, no revocation feed: allow_without_revocation = true)".to_owned()
+        }
         StoreConfig::Redis(r, _) => match &r.url {
             Some(_) => "Redis store (one node)".to_owned(),
             None => format!("Redis Cluster store ({} seed node(s))", r.cluster.len()),
@@ -131,6 +131,9 @@ async fn check_config(path: &std::path::Path) -> Result<(), Failure> {
         if config.verifier.nonce.is_some() { "on" } else { "off" }
     );
     println!("{audit}");
+    if matches!(config.store, StoreConfig::Memory { .. }) {
+        println!("warning: {}", ekey_gateway::admin::NO_REVOCATION_FEED);
+    }
     if config.server.trusted_proxies.is_empty() {
         println!("warning: no trusted_proxies: /nginx and /forward-auth will refuse every request");
     }

@@ -1,31 +1,32 @@
 //! Building the verifier from the config, binding, serving HTTP/1.1 to the
-//! gateways (and the admin endpoints), and draining on shutdown.
+//! gateways (and the admin endpoints), and draining on shutdown. Both
+//! listeners run the accept loop the issuer runs too
+//! (`ekey_telemetry::server`): a connection cap, a deadline for each request
+//! head (slow and idle peers are cut off), bounded heads, a drain.
 
-use crate::admin::{KeysReady, Readiness};
+use crate::admin::{KeysReady, Readiness, NO_REVOCATION_FEED};
 use crate::authz::{Authz, Dialect};
 use crate::config::{Config, KeysConfig, SecretSource, StoreConfig};
 use crate::observe::{Observer, OTHER_ROUTE};
 use bytes::Bytes;
+use ekey_telemetry::server::{serve, ConnectionInfo, Handler, Limits, PlainAcceptor};
 use ekey_telemetry::{Telemetry, REQUEST_ID_HEADER};
 use ekey_verifier::{
-    DpopSettings, HttpJwks, HttpJwksSettings, Jwks, KeySource, MemoryStore, MemoryStoreSettings, NonceSource,
-    RedisRevocationFeed, RedisStore, StaticKeys, UsageStore, Verifier, VerifierMetrics, VerifierSettings,
+    DpopSettings, HttpJwks, HttpJwksSettings, Jwks, KeySource, KeySourceError, MemoryStore, MemoryStoreSettings,
+    NonceSource, RedisRevocationFeed, RedisStore, StaticKeys, UsageStore, Verifier, VerifierMetrics, VerifierSettings,
 };
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::Instrument as _;
 
-/// How long a connection may take to send a request head.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the admin listener serves at once: it is small and local.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -86,19 +87,28 @@ pub async fn build(config: &Config, telemetry: &Telemetry) -> Result<Service, St
     let metrics = VerifierMetrics::new(&telemetry.meter("ekey-verifier"));
     let (keys, keys_ready): (Arc<dyn KeySource>, KeysReady) = match &v.keys {
         KeysConfig::Url(url) => {
-            let jwks = Arc::new(
-                HttpJwks::new(HttpJwksSettings::new(url.clone()))
-                    .map_err(|e| invalid("verifier.jwks_url", e.to_string()))?
-                    .with_metrics(metrics.clone()),
-            );
-            (jwks.clone(), KeysReady::Url { jwks, fetched: false.into() })
+            let mut settings = HttpJwksSettings::new(url.clone());
+            settings.ca_file = v.jwks.ca_file.clone();
+            settings.spki_pins = v.jwks.spki_pins.clone();
+            settings.max_staleness = v.jwks.max_staleness;
+            settings.allow_insecure_http = v.jwks.allow_insecure_http;
+            let jwks = HttpJwks::new(settings).map_err(|e| match e {
+                KeySourceError::Config { field: "url", problem } => invalid("verifier.jwks_url", problem),
+                KeySourceError::Config { field, problem } => invalid(&format!("verifier.jwks.{field}"), problem),
+                other => invalid("verifier.jwks_url", other.to_string()),
+            })?;
+            let jwks = Arc::new(jwks.with_metrics(metrics.clone()));
+            (jwks.clone(), KeysReady::Url { jwks })
         }
         KeysConfig::File(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| invalid("verifier.jwks_file", format!("cannot read {}: {e}", path.display())))?;
             let jwks = Jwks::from_json(&bytes).map_err(|e| invalid("verifier.jwks_file", e.to_string()))?;
-            let count = jwks.keys().len();
             let keys = StaticKeys::new(jwks).map_err(|e| invalid("verifier.jwks_file", e.to_string()))?;
+            for skipped in keys.skipped() {
+                tracing::warn!(file = %path.display(), key = %skipped, "JWKS file: a key this verifier cannot use is skipped");
+            }
+            let count = keys.jwks().keys().len();
             (Arc::new(keys), KeysReady::File { count })
         }
     };
@@ -158,12 +168,12 @@ pub async fn build(config: &Config, telemetry: &Telemetry) -> Result<Service, St
         nonce,
     )
     .keeping(feed);
-    Ok(Service {
-        authz,
-        observer: Observer::new(telemetry),
-        ready: Readiness::new(store, keys_ready),
-        telemetry: telemetry.clone(),
-    })
+    let mut ready = Readiness::new(store, keys_ready);
+    if matches!(config.store, StoreConfig::Memory { .. }) {
+        tracing::warn!("{NO_REVOCATION_FEED}");
+        ready = ready.with_warning(NO_REVOCATION_FEED);
+    }
+    Ok(Service { authz, observer: Observer::new(telemetry), ready, telemetry: telemetry.clone() })
 }
 
 /// The two bound, not yet serving, listeners: authz and admin.
@@ -173,6 +183,7 @@ pub struct Bound {
     addr: SocketAddr,
     admin: TcpListener,
     admin_addr: SocketAddr,
+    limits: Limits,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
@@ -182,11 +193,21 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 }
 
 impl Bound {
-    /// Binds `config.server.listen` and `config.server.admin_listen`.
+    /// Binds `config.server.listen` and `config.server.admin_listen`, with
+    /// the connection limits of `[server]`.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let (listener, addr) = bind(config.server.listen).await?;
         let (admin, admin_addr) = bind(config.server.admin_listen).await?;
-        Ok(Self { listener, addr, admin, admin_addr })
+        let s = &config.server;
+        let limits = Limits {
+            max_connections: s.max_connections,
+            header_read_timeout: s.header_read_timeout,
+            handshake_timeout: s.header_read_timeout,
+            drain_timeout: s.drain_timeout,
+            // Plain HTTP/1.1 only: no HTTP/2 streams.
+            ..Limits::default()
+        };
+        Ok(Self { listener, addr, admin, admin_addr, limits })
     }
 
     /// The bound authz address (the real port when the config said 0).
@@ -200,82 +221,56 @@ impl Bound {
     }
 
     /// Serves until `shutdown` completes, then drains open authz connections
-    /// for at most `drain`. From the moment shutdown starts, `/readyz`
-    /// answers 503; the admin listener keeps answering until the drain ends.
-    pub async fn serve(self, service: Arc<Service>, shutdown: impl Future<Output = ()>, drain: Duration) {
-        let graceful = GracefulShutdown::new();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // A peer that sends its headers slowly gets cut off, not a task forever.
-        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
-                    let service = Arc::clone(&service);
-                    let svc = service_fn(move |req| handle(Arc::clone(&service), peer, req));
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error");
-                        }
-                    });
-                }
-                accepted = self.admin.accept() => serve_admin(&builder, &service, accepted).await,
-                () = &mut shutdown => break,
-            }
-        }
+    /// for at most `server.drain_timeout`. From the moment shutdown starts,
+    /// `/readyz` answers 503; the admin listener keeps answering until the
+    /// drain ends.
+    pub async fn serve(self, service: Arc<Service>, shutdown: impl Future<Output = ()>) {
+        let (stop_authz, authz_stopped) = watch::channel(false);
+        let (stop_admin, admin_stopped) = watch::channel(false);
+        let admin_limits = Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..self.limits };
+        let authz = tokio::spawn(serve(
+            "authz",
+            self.listener,
+            PlainAcceptor,
+            Arc::new(AuthzHandler(Arc::clone(&service))),
+            self.limits,
+            authz_stopped,
+        ));
+        let admin = tokio::spawn(serve(
+            "admin",
+            self.admin,
+            PlainAcceptor,
+            Arc::new(AdminHandler(Arc::clone(&service))),
+            admin_limits,
+            admin_stopped,
+        ));
+        shutdown.await;
         service.ready.shutting_down();
-        drop(self.listener);
-        let drained = async {
-            if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-                tracing::warn!("connections still open after the drain period; closing");
-            }
-        };
-        tokio::pin!(drained);
-        loop {
-            tokio::select! {
-                () = &mut drained => break,
-                accepted = self.admin.accept() => serve_admin(&builder, &service, accepted).await,
-            }
+        stop_authz.send_replace(true);
+        if let Err(e) = authz.await {
+            tracing::warn!(error = %e, "the authz listener ended abnormally");
         }
+        stop_admin.send_replace(true);
+        let _ = admin.await;
     }
 }
 
-async fn accepted_or_pause(
-    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    match accepted {
-        Ok((stream, peer)) => {
-            let _ = stream.set_nodelay(true);
-            Some((stream, peer))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
-        }
+/// The authz listener's requests.
+struct AuthzHandler(Arc<Service>);
+
+impl Handler for AuthzHandler {
+    async fn handle(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> Response<Full<Bytes>> {
+        handle(&self.0, conn.peer, req).await.map(|()| Full::new(Bytes::new()))
     }
 }
 
-async fn serve_admin(
-    builder: &hyper::server::conn::http1::Builder,
-    service: &Arc<Service>,
-    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-) {
-    let Some((stream, _)) = accepted_or_pause(accepted).await else { return };
-    let service = Arc::clone(service);
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let service = Arc::clone(&service);
-        async move {
-            let res = crate::admin::handle(req.method(), req.uri().path(), &service.ready, &service.telemetry).await;
-            Ok::<_, std::convert::Infallible>(res)
-        }
-    });
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+/// The admin listener's requests.
+struct AdminHandler(Arc<Service>);
+
+impl Handler for AdminHandler {
+    async fn handle(&self, req: Request<Incoming>, _: &ConnectionInfo) -> Response<Full<Bytes>> {
+        crate::admin::handle(req.method(), req.uri().path(), &self.0.ready, &self.0.telemetry).await
+    }
 }
 
 /// The `http.route` of a request path: `/nginx`, `/forward-auth`, the Envoy
@@ -290,15 +285,11 @@ fn route<'a>(service: &'a Service, dialect: Option<Dialect>, path: &str) -> &'a 
     }
 }
 
-async fn handle(
-    service: Arc<Service>,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Empty<Bytes>>, std::convert::Infallible> {
+async fn handle(service: &Service, peer: SocketAddr, req: Request<Incoming>) -> Response<()> {
     let (head, _body) = req.into_parts();
     let path = head.uri.path();
     let dialect = service.authz.dialect(path);
-    let route = route(&service, dialect, path);
+    let route = route(service, dialect, path);
     let mut obs = service.observer.start(&head.method, route, &head.headers);
     let span = tracing::info_span!("request", request_id = obs.request_id(), route);
     let mut res = async {
@@ -322,5 +313,5 @@ async fn handle(
     .await;
     res.headers_mut().insert(REQUEST_ID_HEADER, obs.request_id_header());
     obs.finish(res.status());
-    Ok(res.map(|()| Empty::new()))
+    res
 }

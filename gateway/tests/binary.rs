@@ -34,7 +34,8 @@ async fn serve_answers_and_stops_on_sigterm() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\nlisten = \"127.0.0.1:1\"\n[verifier]\nissuer = \"https://issuer.test\"\naudiences = [\"https://api.test\"]\njwks_file = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:1\"\n[store]\nallow_without_revocation = true\n\
+             [verifier]\nissuer = \"https://issuer.test\"\naudiences = [\"https://api.test\"]\njwks_file = {:?}\n",
             support::path_of(&jwks)
         ),
     )
@@ -80,5 +81,37 @@ async fn serve_answers_and_stops_on_sigterm() {
         }
         assert!(Instant::now() < deadline, "ekey-gateway did not stop within 15 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The in-memory store has no revocation feed: the binary refuses to start
+/// on it unless the config says `allow_without_revocation = true`, and says
+/// why, naming the field.
+#[test]
+fn memory_store_without_consent_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::new().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks_json().unwrap()).unwrap();
+    let conf = dir.path().join("gateway.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[store]\nkind = \"memory\"\n\
+             [verifier]\nissuer = \"https://issuer.test\"\naudiences = [\"https://api.test\"]\njwks_file = {:?}\n",
+            support::path_of(&jwks)
+        ),
+    )
+    .unwrap();
+    for command in ["serve", "check-config"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ekey-gateway"))
+            .args([command, "--config"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("store.allow_without_revocation") && stderr.contains("revocation"), "{stderr}");
     }
 }

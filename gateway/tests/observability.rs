@@ -211,7 +211,13 @@ async fn prometheus_metrics_on_the_admin_listener() {
 
     assert_eq!(send(gw.admin, "GET", "/healthz", &[]).await.unwrap().status, StatusCode::OK);
     let ready = send(gw.admin, "GET", "/readyz", &[]).await.unwrap();
-    assert_eq!((ready.status, ready.body.as_str()), (StatusCode::OK, "ready\n"), "{ready:?}");
+    // Ready, and saying what the in-memory store cannot do.
+    assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
+    assert!(
+        ready.body.starts_with("ready; warning: in-memory store without a revocation feed")
+            && ready.body.contains("revocations made at the issuer do not reach this gateway"),
+        "{ready:?}"
+    );
     assert_eq!(send(gw.admin, "POST", "/metrics", &[]).await.unwrap().status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(send(gw.admin, "GET", "/nginx", &[]).await.unwrap().status, StatusCode::NOT_FOUND);
     // The main listener keeps /healthz and has no /metrics.
@@ -229,6 +235,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
         "ekey_store_duration_seconds_bucket",
         "http_server_request_duration_seconds_bucket",
         "ekey_jwks_refreshes_total",
+        "ekey_jwks_skipped_keys_total",
     ] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from /metrics:\n{text}");
     }
@@ -253,6 +260,7 @@ async fn prometheus_metrics_on_the_admin_listener() {
         Some(2.0)
     );
     assert_eq!(sample(&text, "ekey_jwks_refreshes_total", &["ekey_result=\"updated\""]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "ekey_jwks_skipped_keys_total", &[]), Some(0.0), "{text}");
     // /healthz on the main listener is a route of its own.
     assert!(sample(&text, "http_server_request_duration_seconds_count", &["http_route=\"/healthz\""]).is_some());
     promtool_check_metrics(&text).unwrap();
@@ -470,6 +478,7 @@ async fn binary_never_writes_tokens_proofs_or_credentials() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
              client_cert_header = \"x-ssl-client-cert\"\nclient_cert_format = \"escaped_pem\"\n\
+             [store]\nallow_without_revocation = true\n\
              [verifier]\nissuer = \"https://issuer.test\"\naudiences = [{AUDIENCE:?}]\njwks_file = {:?}\n\
              [log]\nlevel = \"debug\"\nformat = \"json\"\n\
              [telemetry]\notlp = \"off\"\n\
@@ -603,4 +612,45 @@ async fn readyz_follows_redis_and_requests_fail_closed() {
     until(StatusCode::OK, Duration::from_secs(15)).await;
     let ok = forward_auth(gw.addr, Some(&format!("DPoP {token}")), Some(&proof(&client, &token, URL)), &[]).await;
     assert_eq!(ok.status, StatusCode::OK, "served again once Redis is back: {ok:?}");
+}
+
+/// The issuer's JWKS goes away: the last set serves for `max_staleness` past
+/// its freshness, then requests are refused (503, fail closed) and `/readyz`
+/// says why; once the JWKS is back, both recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_stale_beyond_max_staleness_fails_closed_and_readyz_says_so() {
+    let issuer = Issuer::new().unwrap();
+    let state = Arc::new(jwks_server::Server::default());
+    *state.jwks.lock().unwrap() = jwks_server::jwks_of(&[&issuer.key]);
+    *state.max_age.lock().unwrap() = 1;
+    let (jwks_url, jwks_task) = jwks_server::serve(state.clone()).await;
+    let opts = GatewayOptions {
+        jwks_url: Some(jwks_url),
+        jwks_table: Some("max_staleness = 1\n".into()),
+        ..GatewayOptions::new(AUDIENCE, &["127.0.0.1/32"])
+    };
+    let gw = Gateway::start(&issuer, &opts).await.unwrap();
+    assert_eq!(send(gw.admin, "GET", "/readyz", &[]).await.unwrap().status, StatusCode::OK);
+    let client = DpopKey::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token(&client, AUDIENCE, ACTION, 5).unwrap();
+    let auth = format!("DPoP {token}");
+    let call = || async { forward_auth(gw.addr, Some(&auth), Some(&proof(&client, &token, URL)), &[]).await };
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    jwks_task.abort();
+    let _ = jwks_task.await;
+    // Past max-age (1 s), within max_staleness (1 s more): still served.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(call().await.status, StatusCode::OK, "the stale set is used within max_staleness");
+    // Past both: refused, and not ready.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let refused = call().await;
+    assert_eq!(
+        (refused.status, refused.header("x-ekey-reason")),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable".into()),
+        "{refused:?}"
+    );
+    let ready = send(gw.admin, "GET", "/readyz", &[]).await.unwrap();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+    assert!(ready.body.starts_with("not ready: keys: "), "{ready:?}");
 }

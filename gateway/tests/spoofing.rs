@@ -188,7 +188,7 @@ fn binary_help_and_check_config() {
     let issuer = Issuer::new().unwrap();
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json().unwrap()).unwrap();
     let conf = dir.path().join("gateway.toml");
-    let good = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[verifier]\nissuer = \"https://i.test\"\naudiences = [\"https://api.test\"]\njwks_file = \"JWKS\"\n"
+    let good = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[store]\nallow_without_revocation = true\n[verifier]\nissuer = \"https://i.test\"\naudiences = [\"https://api.test\"]\njwks_file = \"JWKS\"\n"
         .replace("JWKS", &support::path_of(&dir.path().join("jwks.json")));
     std::fs::write(&conf, &good).unwrap();
     let out = std::process::Command::new(bin).arg("check-config").arg("--config").arg(&conf).output().unwrap();

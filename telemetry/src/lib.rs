@@ -11,6 +11,7 @@
 //! | [`http`] | request id, `http.server.request.duration`, server spans |
 //! | [`audit`] | one JSON line per issue/verify decision |
 //! | [`logging`] | the global `tracing` subscriber |
+//! | [`server`] | the HTTP/1.1 accept loop of every listener: connection cap, timeouts, drain |
 //! | `receiver` | in-process OTLP receivers for tests (feature `receiver`) |
 //!
 //! No global OpenTelemetry provider or propagator is installed: code records
@@ -55,6 +56,7 @@ mod otlp_http;
 mod provider;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+pub mod server;
 
 pub use audit::{AuditEvent, AuditSink};
 pub use config::{AuditConfig, AuditSinkKind, OtlpMode, OtlpProtocol, TelemetryConfig};

@@ -106,7 +106,7 @@ pub use crate::htu::{normalize_htu, HtuError};
 pub use crate::jose::alg::{Algorithm, UnknownAlgorithm};
 pub use crate::jose::b64::{encode as b64_encode, sha256_b64};
 pub use crate::jose::json::{non_null, JsonError, MAX_JSON_DEPTH, MAX_JSON_MEMBERS};
-pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk};
+pub use crate::jose::jwk::{JwkError, Jwks, PublicJwk, SkippedKey};
 pub use crate::jose::jws::JwsError;
 pub use crate::jose::key::{KeyError, KeyPair, VerifyingKey};
 pub use crate::jose::verify::{

@@ -1,5 +1,5 @@
-//! OpenTelemetry instruments for verify decisions, store round trips and JWKS
-//! refreshes (feature `metrics`).
+//! OpenTelemetry instruments for verify decisions, store round trips, JWKS
+//! refreshes and the JWKS keys skipped (feature `metrics`).
 //!
 //! The crate depends only on the OpenTelemetry API: the embedder builds a
 //! `MeterProvider` from the SDK (with its OTLP or Prometheus exporter) and
@@ -42,6 +42,10 @@ pub const VERIFY_DURATION: &str = "ekey.verify.duration";
 pub const STORE_DURATION: &str = "ekey.store.duration";
 /// `ekey.jwks.refreshes`: JWKS fetches, by `ekey.result`.
 pub const JWKS_REFRESHES: &str = "ekey.jwks.refreshes";
+/// `ekey.jwks.skipped_keys`: keys of fetched JWK sets that could not be used
+/// (unknown type, curve or algorithm, RSA size, malformed), counted once per
+/// fetched set (RFC 7517 §5: skipped, not fatal to the set).
+pub const JWKS_SKIPPED_KEYS: &str = "ekey.jwks.skipped_keys";
 
 /// Attribute key of the decision (values: [`Outcome::as_str`]).
 pub const OUTCOME_KEY: &str = "ekey.outcome";
@@ -86,6 +90,7 @@ struct Instruments {
     duration: Histogram<f64>,
     store_duration: Histogram<f64>,
     jwks_refreshes: Counter<u64>,
+    jwks_skipped: Counter<u64>,
     /// Indexed by [`Outcome::index`].
     outcomes: [[KeyValue; 1]; Outcome::ALL.len()],
     /// Indexed by `JwksRefresh as usize`.
@@ -117,6 +122,11 @@ impl VerifierMetrics {
             .with_unit("{refresh}")
             .with_description("Fetches of the issuer's JWKS, by result.")
             .build();
+        let jwks_skipped = meter
+            .u64_counter(JWKS_SKIPPED_KEYS)
+            .with_unit("{key}")
+            .with_description("Keys of fetched JWK sets skipped as unusable, once per fetched set.")
+            .build();
         let outcomes = Outcome::ALL.map(|o| [KeyValue::new(OUTCOME_KEY, o.as_str())]);
         let jwks = ["updated", "not_modified", "error"].map(|r| [KeyValue::new(JWKS_RESULT_KEY, r)]);
         // Every outcome's series starts at 0, so the first refusal of a kind
@@ -124,7 +134,18 @@ impl VerifierMetrics {
         for attrs in &outcomes {
             decisions.add(0, attrs);
         }
-        Self { inner: Arc::new(Instruments { decisions, duration, store_duration, jwks_refreshes, outcomes, jwks }) }
+        jwks_skipped.add(0, &[]);
+        Self {
+            inner: Arc::new(Instruments {
+                decisions,
+                duration,
+                store_duration,
+                jwks_refreshes,
+                jwks_skipped,
+                outcomes,
+                jwks,
+            }),
+        }
     }
 
     /// Records one decision and how long it took. The [`Verifier`](crate::Verifier)
@@ -153,6 +174,11 @@ impl VerifierMetrics {
     #[cfg_attr(not(feature = "http-jwks"), allow(dead_code))]
     pub(crate) fn record_jwks_refresh(&self, result: JwksRefresh) {
         self.inner.jwks_refreshes.add(1, &self.inner.jwks[result as usize]);
+    }
+
+    #[cfg_attr(not(feature = "http-jwks"), allow(dead_code))]
+    pub(crate) fn record_jwks_skipped(&self, keys: usize) {
+        self.inner.jwks_skipped.add(keys as u64, &[]);
     }
 }
 

@@ -4,6 +4,7 @@ use crate::claims::{Claims, ClaimsError, MAX_TTL_SECS};
 use crate::jose::alg::Algorithm;
 use crate::jose::json;
 use crate::jose::jws::{Compact, JwsError};
+use crate::jose::key::VerifyingKey;
 use crate::keys::{KeySource, KeySourceError};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -98,8 +99,20 @@ pub enum TokenError {
 pub(crate) struct TokenVerifier {
     settings: TokenSettings,
     keys: Arc<dyn KeySource>,
-    cache: DashMap<[u8; 32], Arc<Claims>>,
+    cache: DashMap<[u8; 32], Arc<Verified>>,
     last_sweep: AtomicI64,
+}
+
+/// A token whose signature checked out, and the key that signed it. The
+/// key is looked up again at every use (no crypto, a map lookup): a key the
+/// issuer withdrew, or a key set too stale to trust, stops cached tokens as
+/// it stops new ones.
+#[derive(Debug)]
+struct Verified {
+    claims: Arc<Claims>,
+    kid: String,
+    alg: Algorithm,
+    thumbprint: String,
 }
 
 impl TokenVerifier {
@@ -122,11 +135,13 @@ impl TokenVerifier {
         let digest = openssl::sha::sha256(token.as_bytes());
         let cached = self.cache.get(&digest).map(|c| Arc::clone(&c));
         match cached {
-            Some(c) => Ok(c),
-            None => {
-                let claims = Arc::new(self.verify_signature(token).await?);
-                self.check_origin(&claims)?;
-                self.remember(digest, &claims, now);
+            Some(v) if self.key(&v.kid, v.alg).await?.jwk().thumbprint() == v.thumbprint => Ok(Arc::clone(&v.claims)),
+            // Not cached, or the kid now names another key: check afresh.
+            _ => {
+                let verified = Arc::new(self.verify_signature(token).await?);
+                self.check_origin(&verified.claims)?;
+                let claims = Arc::clone(&verified.claims);
+                self.remember(digest, verified, now);
                 Ok(claims)
             }
         }
@@ -148,7 +163,18 @@ impl TokenVerifier {
         Ok(())
     }
 
-    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
+    /// The key named `kid` for `alg`, as the key source has it now.
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Arc<VerifyingKey>, TokenError> {
+        self.keys.key(kid, alg).await.map_err(|e| match e {
+            KeySourceError::UnknownKid | KeySourceError::Key(_) => TokenError::UnknownKey,
+            KeySourceError::Unavailable(why) => TokenError::KeysUnavailable(why),
+            // A key source that was built cannot be misconfigured, but a
+            // custom one may say so: no keys either way.
+            e @ KeySourceError::Config { .. } => TokenError::KeysUnavailable(e.to_string()),
+        })
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Verified, TokenError> {
         let jws = Compact::parse(token, self.settings.max_len)?;
         jws.header.refuse(false)?;
         jws.header.require_typ("ekey+jwt")?;
@@ -157,17 +183,19 @@ impl TokenVerifier {
             return Err(TokenError::Algorithm);
         }
         let kid = jws.header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = self.keys.key(kid, alg).await.map_err(|e| match e {
-            KeySourceError::UnknownKid | KeySourceError::Key(_) => TokenError::UnknownKey,
-            KeySourceError::Unavailable(why) => TokenError::KeysUnavailable(why),
-        })?;
+        let key = self.key(kid, alg).await?;
         if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             return Err(TokenError::Signature);
         }
         let payload = jws.payload()?;
         let claims: Claims = json::from_object_slice(&payload).map_err(|e| ClaimsError::Malformed(e.to_string()))?;
         claims.check_shape()?;
-        Ok(claims)
+        Ok(Verified {
+            claims: Arc::new(claims),
+            kid: kid.to_owned(),
+            alg,
+            thumbprint: key.jwk().thumbprint().to_owned(),
+        })
     }
 
     /// Whom the token is from and for, checked once per distinct token.
@@ -181,7 +209,7 @@ impl TokenVerifier {
         Ok(())
     }
 
-    fn remember(&self, digest: [u8; 32], claims: &Arc<Claims>, now: i64) {
+    fn remember(&self, digest: [u8; 32], verified: Arc<Verified>, now: i64) {
         let cap = self.settings.cache_capacity;
         if cap == 0 {
             return;
@@ -190,11 +218,11 @@ impl TokenVerifier {
         // cache full of live tokens costs nothing but a missed insert.
         if self.cache.len() >= cap && self.last_sweep.swap(now, Ordering::Relaxed) != now {
             let leeway = i64::from(self.settings.leeway);
-            self.cache.retain(|_, c| now < c.exp + leeway);
+            self.cache.retain(|_, v| now < v.claims.exp + leeway);
         }
         if self.cache.len() >= cap {
             return;
         }
-        self.cache.insert(digest, Arc::clone(claims));
+        self.cache.insert(digest, verified);
     }
 }

@@ -267,6 +267,42 @@ async fn jwks_refreshes_are_counted_by_result() {
     assert_eq!(jwks.fetch_count(), 3);
 }
 
+/// Unusable keys of a fetched set are counted once per fetched set (not
+/// again on a 304), and the usable ones still serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_skipped_keys_are_counted_once_per_fetched_set() {
+    let telemetry = Telemetry::new();
+    let key = KeyPair::generate(Algorithm::ES256).unwrap();
+    let good = good_only(&key);
+    let ed448 = serde_json::json!({"kty": "OKP", "crv": "Ed448", "x": "AAAA", "kid": "ed448"});
+    let odd = serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny-rsa"});
+    let state = Arc::new(Server::default());
+    *state.jwks.lock().unwrap() = serde_json::json!({"keys": [ed448, good, odd]}).to_string();
+    *state.max_age.lock().unwrap() = 300;
+    let (url, server) = serve(state.clone()).await;
+    let mut settings = HttpJwksSettings::new(&url);
+    settings.timeout = Duration::from_secs(2);
+    let jwks = HttpJwks::new(settings).unwrap().with_metrics(telemetry.metrics());
+    assert_eq!(counter(&telemetry.snapshot(), "ekey.jwks.skipped_keys", &[]), 0);
+
+    jwks.refresh().await.unwrap();
+    jwks.refresh().await.unwrap(); // 304: the same set, not counted again
+    assert_eq!(counter(&telemetry.snapshot(), "ekey.jwks.skipped_keys", &[]), 2);
+    use ekey_verifier::KeySource as _;
+    jwks.key(key.thumbprint(), Algorithm::ES256).await.unwrap();
+
+    *state.jwks.lock().unwrap() =
+        serde_json::json!({"keys": [good_only(&key), {"kty": "PQ", "kid": "new"}]}).to_string();
+    jwks.refresh().await.unwrap();
+    assert_eq!(counter(&telemetry.snapshot(), "ekey.jwks.skipped_keys", &[]), 3);
+    server.abort();
+}
+
+/// `key` as a JWKS member.
+fn good_only(key: &KeyPair) -> serde_json::Value {
+    key.public_jwk().clone().with_kid_and_alg(key.thumbprint(), Algorithm::ES256).to_json()
+}
+
 /// Refusals the tower layer makes before the verifier sees the request (a
 /// trusted proxy's malformed certificate header) are decisions too.
 #[cfg(feature = "tower")]

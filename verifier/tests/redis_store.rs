@@ -55,8 +55,10 @@ fn verifier(issuer: &Issuer, store: Arc<RedisStore>) -> Verifier {
 async fn two_verifiers_race_exactly_limit_accepted() {
     let server = RedisServer::start();
     let issuer = Issuer::new();
-    let verifiers =
-        [Arc::new(verifier(&issuer, race_store(&server).await)), Arc::new(verifier(&issuer, race_store(&server).await))];
+    let verifiers = [
+        Arc::new(verifier(&issuer, race_store(&server).await)),
+        Arc::new(verifier(&issuer, race_store(&server).await)),
+    ];
     for limit in [1u32, 37] {
         let used = race_one_token(&issuer, &verifiers, limit).await;
         assert_eq!(used, (1..=limit).collect::<Vec<_>>(), "limit {limit}");
@@ -322,6 +324,32 @@ async fn eviction_policy_checked_at_start() {
     ));
     server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     assert!(RedisStore::connect(RedisStoreSettings::single(server.url())).await.is_ok());
+}
+
+/// Managed Redis often disables `CONFIG` (renamed away or denied by ACL):
+/// then nothing shows the policy is `noeviction`, and `refuse` must refuse
+/// rather than assume; `warn` and `off` start.
+#[tokio::test]
+async fn eviction_check_refuses_when_config_get_is_unavailable() {
+    let server = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    assert!(server.cli(&["CONFIG", "GET", "maxmemory"]).contains("unknown command"), "CONFIG still answers");
+    match RedisStore::connect(RedisStoreSettings::single(server.url())).await {
+        Err(e @ RedisStoreError::EvictionUnchecked(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("maxmemory-policy") && msg.contains("eviction_check"), "{msg}");
+        }
+        other => panic!("started without knowing the eviction policy: {other:?}"),
+    }
+    let feed = ekey_verifier::RedisRevocationFeed::start(
+        RedisStoreSettings::single(server.url()),
+        ekey_verifier::RevocationFeedSettings::default(),
+    )
+    .await;
+    assert!(matches!(feed, Err(RedisStoreError::EvictionUnchecked(_))), "{feed:?}");
+    for check in [EvictionCheck::Warn, EvictionCheck::Off] {
+        let s = RedisStoreSettings { eviction_check: check, ..RedisStoreSettings::single(server.url()) };
+        assert!(RedisStore::connect(s).await.is_ok(), "{check:?}");
+    }
 }
 
 /// The readiness probe: `check()` answers while Redis is up, refuses within

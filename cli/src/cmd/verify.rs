@@ -5,7 +5,6 @@ use crate::args::VerifyArgs;
 use crate::error::{printable, CliError};
 use crate::input::{compact, private_key, read_file};
 use crate::oauth::issuer_join;
-use crate::transport::MAX_ISSUER_BODY;
 use crate::{output, timefmt};
 use ekey_verifier::mtls::ClientCert;
 use ekey_verifier::{
@@ -129,6 +128,9 @@ async fn key_source(args: &VerifyArgs, ctx: &Context) -> Result<Arc<dyn KeySourc
         let jwks = Jwks::from_json(&read_file(path, "JWKS")?)
             .map_err(|e| CliError::usage(format!("JWKS {}: {e}", path.display())))?;
         let keys = StaticKeys::new(jwks).map_err(|e| CliError::usage(format!("JWKS {}: {e}", path.display())))?;
+        for skipped in keys.skipped() {
+            eprintln!("ekey: warning: JWKS {}: skipped {}", path.display(), printable(&skipped.to_string()));
+        }
         return Ok(Arc::new(keys));
     }
     let url = match &args.jwks_url {
@@ -140,28 +142,15 @@ async fn key_source(args: &VerifyArgs, ctx: &Context) -> Result<Arc<dyn KeySourc
             None => issuer_join(&args.issuer, ".well-known/jwks.json"),
         },
     };
-    if url.starts_with("https://") {
-        // The verifier's HttpJwks speaks plain HTTP; over TLS the CLI's own
-        // transport (with --ca) fetches the set once.
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
-        let reply = ctx.transport.send(http::Method::GET, &url, headers, bytes::Bytes::new(), MAX_ISSUER_BODY).await?;
-        if reply.status != http::StatusCode::OK {
-            return Err(CliError::unavailable(format!(
-                "fetching the JWKS from {} answered HTTP {}",
-                printable(&url),
-                reply.status
-            )));
-        }
-        let jwks = Jwks::from_json(&reply.body)
-            .map_err(|e| CliError::unavailable(format!("JWKS {}: {e}", printable(&url))))?;
-        let keys =
-            StaticKeys::new(jwks).map_err(|e| CliError::unavailable(format!("JWKS {}: {e}", printable(&url))))?;
-        return Ok(Arc::new(keys));
-    }
+    // The verifier's own JWKS client, as a service would run it: https://
+    // trusting --ca (or the system's store).
     let mut settings = HttpJwksSettings::new(url);
     settings.timeout = ctx.timeout;
-    let keys = HttpJwks::new(settings).map_err(|e| CliError::usage(format!("--jwks-url: {e}")))?;
+    settings.ca_file = ctx.transport.ca().map(ToOwned::to_owned);
+    // The operator named this URL (or the issuer did, in its metadata), and
+    // every other exchange of the CLI speaks plain http:// where told to.
+    settings.allow_insecure_http = true;
+    let keys = HttpJwks::new(settings).map_err(|e| CliError::usage(format!("JWKS: {e}")))?;
     Ok(Arc::new(keys))
 }
 

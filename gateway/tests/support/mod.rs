@@ -113,8 +113,10 @@ pub struct GatewayOptions<'a> {
     pub audit: String,
     /// `verifier.jwks_url` instead of a JWKS file.
     pub jwks_url: Option<String>,
-    /// More `[server]` lines (e.g. `trust_forwarded_prefix = true`).
+    /// More `[server]` lines (e.g. `trust_forwarded_prefix = true`, limits).
     pub server: String,
+    /// The body of `[verifier.jwks]` (with `jwks_url`). Defaults to none.
+    pub jwks_table: Option<String>,
 }
 
 impl<'a> GatewayOptions<'a> {
@@ -130,6 +132,7 @@ impl<'a> GatewayOptions<'a> {
             audit: "sink = \"off\"\n".into(),
             jwks_url: None,
             server: String::new(),
+            jwks_table: None,
         }
     }
 }
@@ -161,8 +164,12 @@ impl Gateway {
             std::fs::write(&secret, format!("{NONCE_SECRET}\n")).map_err(|e| e.to_string())?;
             toml.push_str(&format!("nonce_secret_file = {:?}\n", secret.display().to_string()));
         }
-        if let Some(url) = &opts.redis_url {
-            toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n"));
+        if let Some(table) = &opts.jwks_table {
+            toml.push_str(&format!("[verifier.jwks]\n{table}"));
+        }
+        match &opts.redis_url {
+            Some(url) => toml.push_str(&format!("[store]\nkind = \"redis\"\n[store.redis]\nurl = {url:?}\n")),
+            None => toml.push_str("[store]\nallow_without_revocation = true\n"),
         }
         toml.push_str("[log]\nlevel = \"warn\"\n");
         toml.push_str(&format!("[telemetry]\n{}[audit]\n{}", opts.telemetry, opts.audit));
@@ -172,7 +179,7 @@ impl Gateway {
         let service = Arc::new(build(&config, &telemetry).await.map_err(|e| e.to_string())?);
         let bound = Bound::bind(&config).await.map_err(|e| e.to_string())?;
         let (addr, admin) = (bound.local_addr(), bound.admin_addr());
-        let task = tokio::spawn(bound.serve(service, std::future::pending(), Duration::from_secs(1)));
+        let task = tokio::spawn(bound.serve(service, std::future::pending()));
         Ok(Self { addr, admin, telemetry, dir, task })
     }
 }

@@ -819,6 +819,25 @@ mod tests {
         assert!(cfg("id = \"a\"\nauth = \"private_key_jwt\"\njwks = [{ kty = \"oct\", k = \"AAAA\" }]")
             .starts_with("clients[0].jwks[0]: "));
         assert!(cfg("id = \"a b\"\nauth = \"private_key_jwt\"\njwks_file = \"k.json\"").starts_with("clients[0].id: "));
+        // RSA client keys: 2048 ..= 4096 bits, odd exponent of at least 3.
+        let rsa = |top: u8, len: usize, e: &str| {
+            let mut n = vec![0xabu8; len];
+            n[0] = top;
+            cfg(&format!(
+                "id = \"a\"\nauth = \"private_key_jwt\"\njwks = [{{ kty = \"RSA\", n = \"{}\", e = \"{e}\" }}]",
+                ekey_verifier::b64_encode(&n)
+            ))
+        };
+        assert_eq!(
+            rsa(0x01, 513, "AQAB"),
+            "clients[0].jwks[0]: RSA modulus of 4097 bits: ekey accepts 2048 to 4096 bits"
+        );
+        assert_eq!(
+            rsa(0x7f, 256, "AQAB"),
+            "clients[0].jwks[0]: RSA modulus of 2047 bits: ekey accepts 2048 to 4096 bits"
+        );
+        assert_eq!(rsa(0xc1, 256, "AQ"), "clients[0].jwks[0]: RSA public exponent must be odd and at least 3");
+        assert_eq!(rsa(0xc1, 256, "AQAA"), "clients[0].jwks[0]: RSA public exponent must be odd and at least 3");
     }
 
     const TLS: &str = "[signing_key]\ngenerate = true\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";

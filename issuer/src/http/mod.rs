@@ -1,14 +1,13 @@
-//! HTTP plumbing shared by both listeners: the accept abstraction, the serve
-//! loop with graceful drain, bounded body reading and response helpers.
+//! HTTP plumbing of both listeners: the TLS acceptor, observation, bounded
+//! body reading and response helpers. The accept loop itself (connection
+//! cap, timeouts, drain) is `ekey_telemetry::server`, shared with the gateway.
 
-mod listener;
 mod observe;
-mod serve;
 mod tls;
 
-pub use listener::{Acceptor, ConnectionInfo, PlainAcceptor};
+pub(crate) use ekey_telemetry::server::{serve, Handler, Limits};
+pub use ekey_telemetry::server::{Acceptor, ConnectionInfo, PlainAcceptor};
 pub(crate) use observe::{finish as finish_observation, Observer, OTHER_ROUTE};
-pub(crate) use serve::{serve, Handler, Limits};
 pub use tls::{TlsAcceptor, TlsError, TlsSettings};
 
 use bytes::Bytes;

@@ -32,7 +32,23 @@ pub enum JwkError {
     /// A key of a set has no `kid`.
     #[error("JWK in a set has no kid")]
     MissingKid,
+    /// An RSA modulus outside 2048 ..= 4096 bits: weaker keys are breakable,
+    /// larger ones only cost verification time (an attacker's DPoP key could
+    /// make every proof check slow).
+    #[error("RSA modulus of {0} bits: ekey accepts 2048 to 4096 bits")]
+    RsaModulusSize(usize),
+    /// The crypto library refused the key (e.g. an EC point not on its curve).
+    #[error("key refused by the crypto library: {0}")]
+    Refused(String),
+    /// An RSA public exponent that is even or below 3 (RFC 8017 §3.1).
+    #[error("RSA public exponent must be odd and at least 3")]
+    RsaExponent,
 }
+
+/// Smallest RSA modulus accepted, in bits.
+pub const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits.
+pub const RSA_MAX_BITS: usize = 4096;
 
 /// The raw members of a JWK as they arrive; only [`PublicJwk`] escapes this module.
 #[derive(Debug, Deserialize)]
@@ -125,12 +141,22 @@ impl PublicJwk {
                 let e = raw.e.ok_or(JwkError::InvalidMember("e"))?;
                 let nb = b64::decode(&n).ok_or(JwkError::InvalidMember("n"))?;
                 let eb = b64::decode(&e).ok_or(JwkError::InvalidMember("e"))?;
-                // Minimal big-endian integers; 2048..=8192-bit modulus.
-                if nb.first() == Some(&0) || !(256..=1024).contains(&nb.len()) {
+                // Minimal big-endian integers (no leading zero byte).
+                let Some(&top) = nb.first().filter(|b| **b != 0) else {
                     return Err(JwkError::InvalidMember("n"));
-                }
+                };
                 if eb.first().is_none_or(|b| *b == 0) || eb.len() > 8 {
                     return Err(JwkError::InvalidMember("e"));
+                }
+                // Every RSA key (token signers, DPoP proofs, client
+                // assertions) passes here: the one place for its limits.
+                let bits = nb.len() * 8 - top.leading_zeros() as usize;
+                if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+                    return Err(JwkError::RsaModulusSize(bits));
+                }
+                let odd = eb.last().is_some_and(|b| b & 1 == 1);
+                if !odd || (eb.len() == 1 && eb[0] < 3) {
+                    return Err(JwkError::RsaExponent);
                 }
                 Material::Rsa { n, e }
             }
@@ -290,6 +316,36 @@ fn truncate(s: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Jwks {
     keys: Vec<PublicJwk>,
+    skipped: Vec<SkippedKey>,
+}
+
+/// A member of a JWK set left out because ekey cannot use it (RFC 7517 §5:
+/// keys of an unknown type, with missing members or values out of the
+/// supported ranges are ignored, not fatal to the set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedKey {
+    /// Position in the set's `keys` array.
+    pub index: usize,
+    /// Its `kid`, when it has a string one (at most 64 characters, for logs).
+    pub kid: Option<String>,
+    /// Why it cannot be used.
+    pub reason: JwkError,
+}
+
+impl SkippedKey {
+    pub(crate) fn new(index: usize, kid: Option<&str>, reason: JwkError) -> Self {
+        Self { index, kid: kid.map(|k| k.chars().take(64).collect()), reason }
+    }
+}
+
+impl std::fmt::Display for SkippedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "keys[{}] (kid {kid:?}): {}", self.index, self.reason),
+            None => write!(f, "keys[{}]: {}", self.index, self.reason),
+        }
+    }
 }
 
 impl Jwks {
@@ -301,19 +357,60 @@ impl Jwks {
                 return Err(JwkError::DuplicateKid(truncate(kid)));
             }
         }
-        Ok(Self { keys })
+        Ok(Self { keys, skipped: Vec::new() })
     }
 
-    /// Parses `{"keys":[…]}`. Every key must be public, supported and have a
-    /// unique `kid`. (A set with one bad key is refused whole: a JWKS is
-    /// produced by our issuer, so a bad member means something is wrong.)
+    /// Parses `{"keys":[…]}`, keeping the keys ekey can use and listing the
+    /// others in [`Jwks::skipped`] (RFC 7517 §5): an unknown `kty`, `crv`
+    /// or `alg`, a malformed or missing member, an RSA key outside
+    /// 2048 ..= 4096 bits, a key without `kid` (a token cannot name it).
+    ///
+    /// Refused whole: input that is not a JSON object with a `keys` array,
+    /// duplicate JSON members, a key with private members (the publisher
+    /// leaks secrets: trust nothing new from it), and two usable keys with
+    /// one `kid` (which one a token means is unknowable).
+    ///
+    /// ```
+    /// # use ekey_verifier::Jwks;
+    /// let set = br#"{"keys":[
+    ///     {"kty":"OKP","crv":"Ed448","x":"AAAA","kid":"future"},
+    ///     {"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"now"}]}"#;
+    /// let jwks = Jwks::from_json(set).unwrap();
+    /// assert!(jwks.get("now").is_some());
+    /// assert_eq!(jwks.skipped()[0].kid.as_deref(), Some("future"));
+    /// ```
     pub fn from_json(input: &[u8]) -> Result<Self, JwkError> {
         #[derive(Deserialize)]
         struct Set {
-            keys: Vec<RawJwk>,
+            keys: Vec<Value>,
         }
         let set: Set = json::from_slice(input)?;
-        Self::new(set.keys.into_iter().map(PublicJwk::from_raw).collect::<Result<_, _>>()?)
+        let mut keys: Vec<PublicJwk> = Vec::with_capacity(set.keys.len());
+        let mut skipped = Vec::new();
+        for (index, value) in set.keys.into_iter().enumerate() {
+            let kid = value.get("kid").and_then(Value::as_str).map(str::to_owned);
+            let parsed = RawJwk::deserialize(value)
+                .map_err(|e| JwkError::Malformed(JsonError::Malformed(e.to_string())))
+                .and_then(PublicJwk::from_raw);
+            match parsed {
+                Err(e @ JwkError::PrivateMember(_)) => return Err(e),
+                Err(reason) => skipped.push(SkippedKey::new(index, kid.as_deref(), reason)),
+                Ok(jwk) => match jwk.kid() {
+                    None => skipped.push(SkippedKey::new(index, None, JwkError::MissingKid)),
+                    Some(k) if keys.iter().any(|o| o.kid() == Some(k)) => {
+                        return Err(JwkError::DuplicateKid(truncate(k)))
+                    }
+                    Some(_) => keys.push(jwk),
+                },
+            }
+        }
+        Ok(Self { keys, skipped })
+    }
+
+    /// The members of the parsed set that were left out, and why (empty
+    /// for a set built with [`Jwks::new`]).
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
     }
 
     /// The key with this `kid`.
@@ -387,6 +484,55 @@ mod tests {
         assert_eq!(PublicJwk::from_json(p384.as_bytes()), Err(JwkError::InvalidMember("x")));
         let es384 = P256.replace('}', r#","alg":"ES384"}"#);
         assert_eq!(PublicJwk::from_json(es384.as_bytes()), Err(JwkError::InvalidMember("alg")));
+    }
+
+    fn rsa_jwk(bits: u32) -> (String, String) {
+        let k = openssl::rsa::Rsa::generate(bits).unwrap();
+        assert_eq!(k.n().num_bits(), bits as i32, "openssl made another size");
+        (b64::encode(k.n().to_vec()), b64::encode(k.e().to_vec()))
+    }
+
+    fn rsa(n: &str, e: &str) -> Result<PublicJwk, JwkError> {
+        PublicJwk::from_json(format!(r#"{{"kty":"RSA","n":"{n}","e":"{e}"}}"#).as_bytes())
+    }
+
+    #[test]
+    fn rsa_modulus_from_2048_to_4096_bits() {
+        for bits in [2048, 4096] {
+            let (n, e) = rsa_jwk(bits);
+            assert!(rsa(&n, &e).is_ok(), "{bits} bits refused");
+        }
+        // openssl makes 2047-bit keys, but 4096 bits when asked for 4097:
+        // 4098 is the nearest real key above the bound.
+        for bits in [1024, 2047, 4098] {
+            let (n, e) = rsa_jwk(bits);
+            assert_eq!(rsa(&n, &e), Err(JwkError::RsaModulusSize(bits as usize)), "{bits} bits");
+        }
+        // And a 4097-bit modulus (top byte 0x01 of 513).
+        let mut n4097 = vec![0xabu8; 513];
+        n4097[0] = 0x01;
+        assert_eq!(rsa(&b64::encode(&n4097), "AQAB"), Err(JwkError::RsaModulusSize(4097)));
+        let msg = JwkError::RsaModulusSize(4097).to_string();
+        assert!(msg.contains("4097") && msg.contains("2048") && msg.contains("4096"), "{msg}");
+        // 8192 bits (accepted before): as costly to verify as it is useless here.
+        let big = b64::encode([0xffu8; 1024]);
+        assert_eq!(rsa(&big, "AQAB"), Err(JwkError::RsaModulusSize(8192)));
+    }
+
+    #[test]
+    fn rsa_exponent_odd_and_at_least_3() {
+        let (n, _) = rsa_jwk(2048);
+        for e in [3u64, 65_537, (1 << 32) + 1] {
+            let bytes = e.to_be_bytes();
+            let start = bytes.iter().position(|b| *b != 0).unwrap();
+            assert!(rsa(&n, &b64::encode(&bytes[start..])).is_ok(), "e = {e}");
+        }
+        for e in [&[1u8][..], &[2], &[0x01, 0x00, 0x00], &[0x01, 0x00, 0x02]] {
+            assert_eq!(rsa(&n, &b64::encode(e)), Err(JwkError::RsaExponent), "e = {e:?}");
+        }
+        assert!(JwkError::RsaExponent.to_string().contains("odd"));
+        // Not minimal encodings stay malformed.
+        assert_eq!(rsa(&n, &b64::encode([0u8, 1, 0, 1])), Err(JwkError::InvalidMember("e")));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 #[cfg(feature = "http-jwks")]
 mod http;
 mod set;
+#[cfg(feature = "http-jwks")]
+mod tls;
 
 #[cfg(feature = "http-jwks")]
 pub use http::{HttpJwks, HttpJwksSettings};
@@ -25,6 +27,14 @@ pub enum KeySourceError {
     /// The key set cannot be fetched and no usable copy is held.
     #[error("{0}")]
     Unavailable(String),
+    /// A setting of the key source is unusable (from its constructor).
+    #[error("{field}: {problem}")]
+    Config {
+        /// The setting, e.g. `url` or `ca_file`.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Provides verifying keys by `kid` and algorithm (biscuit's `RootKeyProvider`

@@ -172,6 +172,10 @@ pub(crate) async fn check_eviction(backend: &Backend, settings: &RedisStoreSetti
             );
             Ok(())
         }
+        // No answer is no evidence: `refuse` must not assume noeviction.
+        Err(e) if settings.eviction_check == EvictionCheck::Refuse => {
+            Err(RedisStoreError::EvictionUnchecked(e.to_string()))
+        }
         Err(e) => {
             tracing::warn!(
                 error = %e,

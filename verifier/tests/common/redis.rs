@@ -85,10 +85,16 @@ impl RedisServer {
 
     /// A node that speaks only TLS on its port (`rediss://`).
     pub fn start_tls(tls: &ServerTls) -> Self {
+        Self::start_tls_with(tls, &[])
+    }
+
+    /// The same with extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_tls_with(tls: &ServerTls, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec!["--tls-cert-file".into(), tls.cert.display().to_string()];
         args.extend(["--tls-key-file".into(), tls.key.display().to_string()]);
         args.extend(["--tls-ca-cert-file".into(), tls.ca.display().to_string()]);
         args.extend(["--tls-auth-clients".into(), if tls.client_auth { "yes" } else { "no" }.into()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::spawn_inner(&args, false, Some(tls.ca.clone()))
     }

@@ -96,11 +96,13 @@ impl Default for RedisStoreSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EvictionCheck {
-    /// Refuse to start ([`RedisStoreError::Eviction`]).
+    /// Refuse to start when the policy may evict ([`RedisStoreError::Eviction`])
+    /// or cannot be read ([`RedisStoreError::EvictionUnchecked`]).
     Refuse,
-    /// Log a warning and start.
+    /// Log a warning and start (also when the policy cannot be read).
     Warn,
-    /// Do not check (e.g. `CONFIG` is disabled by the provider).
+    /// Do not check (e.g. `CONFIG` is disabled by the provider and the
+    /// policy is known to be `noeviction`).
     Off,
 }
 
@@ -123,6 +125,14 @@ pub enum RedisStoreError {
     /// Redis may evict keys, which silently resets usage counters.
     #[error("Redis may evict keys: {0} (set maxmemory-policy noeviction, or eviction_check = \"warn\")")]
     Eviction(String),
+    /// `eviction_check = "refuse"` and the policy could not be read
+    /// (`CONFIG GET` renamed away or denied by an ACL, as managed Redis
+    /// services often do): nothing shows that keys will not be evicted.
+    #[error(
+        "cannot check that Redis will not evict keys: CONFIG GET maxmemory-policy failed ({0}); make sure the \
+         policy is noeviction, then set eviction_check = \"warn\" or \"off\""
+    )]
+    EvictionUnchecked(String),
 }
 
 impl RedisStoreSettings {

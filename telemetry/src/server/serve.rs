@@ -19,7 +19,9 @@
 //! completes the streams already started); whatever is still open after
 //! `drain_timeout` is aborted.
 
-use super::{Acceptor, Body, ConnectionInfo};
+use super::{Acceptor, ConnectionInfo};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -36,24 +38,51 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// Answers requests of one listener.
-pub(crate) trait Handler: Send + Sync + 'static {
+pub trait Handler: Send + Sync + 'static {
     /// One request to one response; errors are responses too.
-    fn handle(&self, req: Request<Incoming>, conn: &ConnectionInfo) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnectionInfo,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
-/// Connection limits of one listener.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+/// Connection limits of one listener. The defaults are the issuer's and the
+/// gateway's defaults for their public listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's backlog
+    /// (a slot is taken before `accept`). Defaults to 1024.
     pub max_connections: usize,
+    /// Time to receive a request head, counted from the moment the
+    /// connection is ready for one (so an idle keep-alive connection is
+    /// closed after it too). Defaults to 5 s.
     pub header_read_timeout: Duration,
+    /// Time to set the connection up (the TLS handshake). Defaults to 5 s.
     pub handshake_timeout: Duration,
+    /// At shutdown, how long open connections get to finish. Defaults to 10 s.
     pub drain_timeout: Duration,
-    /// HTTP/2 streams in flight per connection.
+    /// HTTP/2 streams in flight per connection. Defaults to 100.
     pub max_concurrent_streams: u32,
 }
 
-/// Largest HTTP/2 header list (and HTTP/1.1 read buffer).
-const MAX_HEADER_BYTES: u32 = 64 * 1024;
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// Most header fields in one HTTP/1.1 request head.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head: the HTTP/1.1 read buffer and the HTTP/2 header
+/// list, bytes.
+pub const MAX_HEAD_BYTES: u32 = 64 * 1024;
 /// HTTP/2 flow-control windows: unread request body buffered per stream and
 /// per connection.
 const STREAM_WINDOW: u32 = 64 * 1024;
@@ -61,7 +90,8 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// Serves `listener` until `shutdown` turns true (or its sender is dropped),
 /// then stops accepting and waits up to `drain_timeout` for open connections.
-pub(crate) async fn serve<A: Acceptor, H: Handler>(
+/// `name` labels its log lines (`public`, `admin`).
+pub async fn serve<A: Acceptor, H: Handler>(
     name: &'static str,
     listener: TcpListener,
     acceptor: A,
@@ -168,13 +198,13 @@ async fn serve_connection<I, H>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(64)
-        .max_buf_size(MAX_HEADER_BYTES as usize);
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES as usize);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_BYTES)
+        .max_header_list_size(MAX_HEAD_BYTES)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW);
     // The protocol is what ALPN chose; no guessing from the first bytes.

@@ -1,8 +1,9 @@
 //! The accept abstraction: the serve loop accepts TCP connections, and an
 //! [`Acceptor`] turns each into the byte stream HTTP runs on. Plain HTTP uses
-//! [`PlainAcceptor`]; a TLS acceptor (rustls) slots in here, handshaking in
-//! the connection's own task and reporting the client certificate in
-//! [`ConnectionInfo`] for mTLS client authentication and binding.
+//! [`PlainAcceptor`]; a TLS acceptor (the issuer's, rustls) slots in here,
+//! handshaking in the connection's own task and reporting the client
+//! certificate in [`ConnectionInfo`] for mTLS client authentication and
+//! binding.
 
 use std::future::Future;
 use std::io;
